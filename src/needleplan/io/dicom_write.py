@@ -59,6 +59,8 @@ def write_ct_series(
             position = volume.index_to_world_points([0.0, 0.0, float(k)])
             ds = _slice_dataset(pixels[k], position, d, (sx, sy), slope, intercept)
             ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study_uid, series_uid, frame_uid
+            ds.StudyID = "1"
+            ds.AccessionNumber = ds.ReferringPhysicianName = ""  # type 2: present, empty
             ds.SeriesDescription = series_description
             ds.SeriesNumber = series_number
             ds.InstanceNumber = k + 1

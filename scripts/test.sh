@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Quick start 2 of 2: set up .venv with the test tools and run the whole test suite (extra args go to pytest).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$root/scripts/setup-venv.sh" test
+cd "$root"
+exec "$root/.venv/bin/python" -m pytest "$@"
