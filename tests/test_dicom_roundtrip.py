@@ -157,3 +157,18 @@ def test_several_series_pick_the_largest_ct_and_allow_choosing(tmp_path):
     assert mr.modality == "MR"
     with pytest.raises(SeriesNotFoundError, match="available"):
         npl.load(tmp_path / "study", series=99)
+
+
+def test_oblique_phantom_through_dicom_keeps_voxels_geometry_and_landmark_labels(tmp_path):
+    from needleplan.phantom import VERTEBRA_LABELS
+
+    case = npl.phantom(seed=3, spacing_mm=2.5, direction=OBLIQUE)
+    case.write(tmp_path / "case", format="dicom")
+    ct = npl.load(tmp_path / "case" / "ct")
+    labels = npl.load(tmp_path / "case" / "labels.nii.gz", modality="LABEL")
+    np.testing.assert_array_equal(ct.voxels, case.ct.voxels)
+    np.testing.assert_allclose(ct.index_to_world, case.ct.index_to_world, atol=1e-5)
+    np.testing.assert_allclose(labels.index_to_world, case.ct.index_to_world, atol=1e-4)
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        i, j, k = np.rint(labels.world_to_index_points(np.asarray(case.landmarks[level]["body_centroid"]))).astype(int)
+        assert labels.voxels[k, j, i] == VERTEBRA_LABELS[level], level

@@ -1,0 +1,142 @@
+"""The quick-start job on the built-in phantom: build it, write it as DICOM, load it back, check what was found.
+
+Run as ``python -m needleplan.demo [OUT]`` (``scripts/demo.sh`` does). Everything goes to ``OUT`` (default
+``demo-out``). A rerun reuses the phantom written by an earlier run when its ground truth matches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import load
+from .errors import NeedleplanError
+from .io.atomic import atomic_file
+from .phantom import VERTEBRA_LABELS, PhantomCase, phantom
+from .volume import Volume
+
+LEVELS = ("L1", "L2", "L3", "L4", "L5")
+
+
+def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
+    """Run the demo and return its summary (also written to ``OUT/summary.json``)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    case = phantom(seed=seed)
+    print(f"phantom seed {seed}: {case.ct} built in {time.perf_counter() - start:.1f} s")
+
+    written = out / "phantom"
+    _write_once(case, written)
+    start = time.perf_counter()
+    ct = load(written / "ct")
+    labels = load(written / "labels.nii.gz", modality="LABEL")
+    print(f"loaded back {ct} in {time.perf_counter() - start:.1f} s")
+
+    same_voxels = bool(np.array_equal(ct.voxels, case.ct.voxels))
+    geometry_error_mm = float(np.abs(ct.index_to_world - case.ct.index_to_world).max())
+    print(f"  voxels identical to the phantom: {same_voxels}; largest affine difference {geometry_error_mm:.2e}")
+    checks = _landmark_checks(case, labels)
+    for level, found in checks.items():
+        print(f"  {level}: " + ", ".join(f"{name} {'ok' if ok else 'WRONG'}" for name, ok in found.items()))
+    previews = _previews(ct, case, out)
+    print(f"  previews: {', '.join(str(p) for p in previews)}")
+
+    summary = {
+        "seed": seed,
+        "ct": {"size_xyz": list(ct.size_xyz), "spacing_mm": ct.spacing_mm.tolist(), "orientation": ct.orientation,
+               "hu_range": [int(ct.voxels.min()), int(ct.voxels.max())]},
+        "round_trip": {"voxels_identical": same_voxels, "max_affine_difference": geometry_error_mm},
+        "landmarks_on_expected_labels": checks,
+    }
+    with atomic_file(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
+    ok = same_voxels and geometry_error_mm < 1e-4 and all(all(c.values()) for c in checks.values())
+    print(f"demo {'passed' if ok else 'FOUND PROBLEMS'}: results in {out}/")
+    summary["ok"] = ok
+    return summary
+
+
+def _write_once(case: PhantomCase, folder: Path) -> None:
+    """Write the phantom unless an earlier run left the same one there; the folder appears whole or not at all."""
+    truth = folder / "ground_truth.json"
+    if truth.is_file():
+        earlier = json.loads(truth.read_text())
+        if earlier.get("seed") == case.seed and earlier.get("grid") == case.ground_truth()["grid"]:
+            print(f"  reusing the phantom written earlier in {folder}")
+            return
+        raise NeedleplanError(f"{folder} holds a different phantom; remove it or choose another output folder")
+    staging = Path(tempfile.mkdtemp(prefix=".phantom-", dir=folder.parent))
+    try:
+        case.write(staging, format="dicom")
+        if folder.exists():
+            shutil.rmtree(folder)  # an incomplete earlier attempt (no ground truth written)
+        os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"  wrote DICOM CT, label maps and ground truth to {folder}")
+
+
+def _landmark_checks(case: PhantomCase, labels: Volume) -> dict[str, dict[str, bool]]:
+    """For each level: do the exact landmarks fall on that vertebra's label in the reloaded label map?
+
+    Interior points (body centroid, pedicle centres) must lie on a voxel of the label; a tip lies on the bone's
+    surface, so the label must be within one voxel of it.
+    """
+    checks: dict[str, dict[str, bool]] = {}
+    for level in LEVELS:
+        marks = case.landmarks[level]
+        label = VERTEBRA_LABELS[level]
+        interior = {"body centroid": marks["body_centroid"], "left pedicle": marks["pedicle_left"]["center"],
+                    "right pedicle": marks["pedicle_right"]["center"]}
+        found = {name: _label_near(labels, point, 0) == {label} for name, point in interior.items()}
+        found["spinous tip"] = label in _label_near(labels, marks["spinous_tip"], 1)
+        checks[level] = found
+    return checks
+
+
+def _label_near(labels: Volume, point_mm: list[float], reach_voxels: int) -> set[int]:
+    """Labels on the voxels within ``reach_voxels`` (per axis) of the voxel nearest a world point."""
+    i, j, k = np.rint(labels.world_to_index_points(np.asarray(point_mm))).astype(int)
+    r = reach_voxels
+    block = labels.voxels[max(k - r, 0):k + r + 1, max(j - r, 0):j + r + 1, max(i - r, 0):i + r + 1]
+    return {int(v) for v in np.unique(block)}
+
+
+def _previews(ct: Volume, case: PhantomCase, out: Path) -> list[Path]:
+    """Mid-sagittal, L4 axial and coronal slices as PNG (bone bright, window -400..1200 HU)."""
+    l4 = np.rint(ct.world_to_index_points(np.asarray(case.landmarks["L4"]["pedicle_left"]["center"]))).astype(int)
+    l3 = np.rint(ct.world_to_index_points(np.asarray(case.landmarks["L3"]["body_centroid"]))).astype(int)
+    hu = ct.voxels  # radiological display: superior up, anterior up (axial), patient's right on the left
+    views = {"sagittal": hu[::-1, :, l3[0]], "axial_L4": hu[l4[2], :, :], "coronal": hu[::-1, l3[1], :]}
+    paths = []
+    for name, image in views.items():
+        scaled = np.clip((image.astype(np.float32) + 400.0) / 1600.0 * 255.0, 0, 255).astype(np.uint8)
+        path = out / f"preview_{name}.png"
+        with atomic_file(path) as tmp:
+            sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(scaled)), str(tmp))
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m needleplan.demo [OUT]``."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        summary = run(args[0] if args else "demo-out")
+    except NeedleplanError as exc:
+        print(f"needleplan demo: error: {exc}", file=sys.stderr)
+        return 1
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""The quick-start demo: runs on the phantom, finds what it should, and a rerun resumes instead of redoing."""
+
+from __future__ import annotations
+
+import json
+
+from needleplan.demo import run
+
+
+def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):
+    first = run(tmp_path / "out")
+    assert first["ok"], first
+    assert first["round_trip"]["voxels_identical"]
+    written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "phantom").rglob("*") if p.is_file()}
+    assert len(written) > 100  # one DICOM file per slice plus label maps and ground truth
+    second = run(tmp_path / "out")
+    assert "reusing the phantom written earlier" in capsys.readouterr().out
+    assert second == first
+    assert {p: p.stat().st_mtime_ns for p in written} == written, "a rerun must not rewrite the phantom"
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["seed"] == 0
+    for name in ("sagittal", "axial_L4", "coronal"):
+        assert (tmp_path / "out" / f"preview_{name}.png").stat().st_size > 1000
