@@ -160,7 +160,7 @@ def test_several_series_pick_the_largest_ct_and_allow_choosing(tmp_path):
 
 
 def test_oblique_phantom_through_dicom_keeps_voxels_geometry_and_landmark_labels(tmp_path):
-    from needleplan.phantom import VERTEBRA_LABELS
+    from needleplan.phantoms import VERTEBRA_LABELS
 
     case = npl.phantom(seed=3, spacing_mm=2.5, direction=OBLIQUE)
     case.write(tmp_path / "case", format="dicom")

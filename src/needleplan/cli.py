@@ -73,7 +73,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _phantom(args: argparse.Namespace) -> int:
-    from .phantom import phantom
+    from .phantoms import phantom
 
     options = {"noise_hu": args.noise}
     if args.spacing is not None:

@@ -20,7 +20,7 @@ import SimpleITK as sitk
 from . import load
 from .errors import NeedleplanError
 from .io.atomic import atomic_file
-from .phantom import VERTEBRA_LABELS, PhantomCase, phantom
+from .phantoms import VERTEBRA_LABELS, PhantomCase, phantom
 from .volume import Volume
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
