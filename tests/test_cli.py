@@ -48,6 +48,9 @@ def test_info_reports_a_broken_series_without_failing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "cannot load:" in out and "missing" in out
     assert any(line.startswith("* ") and "#1" in line for line in out.splitlines())
+    assert main(["info", "--resample", str(tmp_path / "study")]) == 0
+    out = capsys.readouterr().out
+    assert "cannot load:" not in out and "size 9 x 8 x 9 voxels" in out
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent")

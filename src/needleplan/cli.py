@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                                description="List every image series found (modality, size, spacing, "
                                "orientation, value range) and mark with * the one `load` would use.")
     info.add_argument("path", type=Path, help="DICOM folder, DICOMDIR, DICOM file, or NIfTI/MHA/NRRD file")
+    info.add_argument("--resample", action="store_true",
+                      help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
     info.set_defaults(run=_info)
 
     phantom = commands.add_parser("phantom", help="write the synthetic lumbar spine phantom",
@@ -63,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 def _info(args: argparse.Namespace) -> int:
     from .io.inventory import inventory
 
-    summaries, remarks = inventory(args.path)
+    summaries, remarks = inventory(args.path, resample=args.resample)
     print(f"{args.path}: {len(summaries)} image series (* = the one needleplan would load)")
     for summary in summaries:
         print("\n".join(summary.lines()))
@@ -82,9 +84,9 @@ def _phantom(args: argparse.Namespace) -> int:
         options["spacing_mm"] = args.spacing
     case = phantom(seed=args.seed, **options)
     written = case.write(args.out, format=args.format)
-    print(f"phantom seed {args.seed}: {case.ct} -> {args.out}")
-    if written:
-        print(f"  wrote {len(written) if isinstance(written, list) else written}")
+    print(f"phantom seed {args.seed}: {case.ct}")
+    for what, path in written.items():
+        print(f"  {what}: {path}")
     return 0
 
 

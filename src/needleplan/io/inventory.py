@@ -47,8 +47,10 @@ class SeriesSummary:
         return out
 
 
-def inventory(path: str | Path) -> tuple[list[SeriesSummary], list[str]]:
+def inventory(path: str | Path, resample: bool = False) -> tuple[list[SeriesSummary], list[str]]:
     """Describe every image series under ``path`` and which one :func:`needleplan.load` would use.
+
+    ``resample`` is passed on to the series reader (gaps and uneven spacing interpolated instead of refused).
 
     Returns
     -------
@@ -61,7 +63,7 @@ def inventory(path: str | Path) -> tuple[list[SeriesSummary], list[str]]:
         raise InputNotFoundError(f"{describe_path(path)} does not exist; check the path")
     if path.is_file() and is_image_file_name(path):
         volume = read_image_file(path)
-        summary = _summarise(path.name, volume.modality, 1, volume)
+        summary = _summarise(path.name, volume.modality, volume.shape[0], volume)
         summary.chosen = True
         summary.notes.append(f"modality {volume.metadata.get('modality_source', '')}")
         return [summary], []
@@ -71,7 +73,7 @@ def inventory(path: str | Path) -> tuple[list[SeriesSummary], list[str]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                volume = series_volume(series)
+                volume = series_volume(series, resample=resample)
                 summary = _summarise(series.label, series.modality, len(series.slices), volume)
             except NeedleplanError as exc:
                 summary = SeriesSummary(series.label, series.modality, len(series.slices), False, problem=str(exc))
