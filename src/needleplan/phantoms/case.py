@@ -255,12 +255,13 @@ class PhantomCase:
         }
 
     def write(self, out_dir: str | Path, format: str = "dicom") -> dict[str, Path]:
-        """Write the CT, both label maps and ``ground_truth.json`` into ``out_dir``.
+        """Write the CT, both label maps and ``ground_truth.json`` into a new folder, atomically.
 
         Parameters
         ----------
         out_dir : str or Path
-            Created if missing.
+            Created; must not exist or be empty. Everything is written beside it first and appears in one
+            rename, so an interrupted write leaves nothing half-done.
         format : {"dicom", "nifti"}
             "dicom": the CT as a DICOM series in ``out_dir/ct``; "nifti": ``ct.nii.gz``. The label maps are
             always ``labels.nii.gz`` and ``structures.nii.gz``.
@@ -271,25 +272,23 @@ class PhantomCase:
         """
         if format not in ("dicom", "nifti"):
             raise ValueError(f"format must be 'dicom' or 'nifti', got {format!r}")
+        from ..io.atomic import atomic_directory
+        from ..io.dicom_write import write_ct_series
         from ..io.files import save_volume
 
         out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if format == "dicom":
-            from ..io.dicom_write import write_ct_series
-
-            write_ct_series(self.ct, out / "ct", series_description=f"needleplan lumbar phantom, seed {self.seed}")
-            ct_path = out / "ct"
-        else:
-            ct_path = save_volume(self.ct, out / "ct.nii.gz")
-        paths = {
-            "ct": ct_path,
-            "labels": save_volume(self.labels, out / "labels.nii.gz"),
-            "structures": save_volume(self.structures, out / "structures.nii.gz"),
-            "ground_truth": out / "ground_truth.json",
-        }
-        paths["ground_truth"].write_text(json.dumps(self.ground_truth(), indent=1))
-        return paths
+        names = {"ct": "ct" if format == "dicom" else "ct.nii.gz", "labels": "labels.nii.gz",
+                 "structures": "structures.nii.gz", "ground_truth": "ground_truth.json"}
+        with atomic_directory(out) as staging:
+            if format == "dicom":
+                write_ct_series(self.ct, staging / names["ct"],
+                                series_description=f"needleplan lumbar phantom, seed {self.seed}")
+            else:
+                save_volume(self.ct, staging / names["ct"])
+            save_volume(self.labels, staging / names["labels"])
+            save_volume(self.structures, staging / names["structures"])
+            (staging / names["ground_truth"]).write_text(json.dumps(self.ground_truth(), indent=1))
+        return {what: out / name for what, name in names.items()}
 
 
 def volumes_from_paint(
