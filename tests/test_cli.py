@@ -97,3 +97,13 @@ def test_phantom_command_writes_a_loadable_case(tmp_path, capsys):
     np.testing.assert_allclose(ct.index_to_world, truth["grid"]["index_to_world"], atol=1e-4)
     assert main(["phantom", str(tmp_path / "bad"), "--spacing", "-1"]) == 1
     assert "--spacing must be positive" in capsys.readouterr().err
+
+
+def test_phantom_command_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "case"
+    out.mkdir()
+    (out / "mine.txt").write_text("keep me")
+    assert main(["phantom", str(out), "--spacing", "4"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no staging folder may be left behind"

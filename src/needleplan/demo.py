@@ -7,10 +7,7 @@ Run as ``python -m needleplan.demo [OUT]`` (``scripts/demo.sh`` does). Everythin
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -74,14 +71,7 @@ def _write_once(case: PhantomCase, folder: Path) -> None:
             print(f"  reusing the phantom written earlier in {folder}")
             return
         raise NeedleplanError(f"{folder} holds a different phantom; remove it or choose another output folder")
-    staging = Path(tempfile.mkdtemp(prefix=".phantom-", dir=folder.parent))
-    try:
-        case.write(staging, format="dicom")
-        if folder.exists():
-            shutil.rmtree(folder)  # an incomplete earlier attempt (no ground truth written)
-        os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    case.write(folder, format="dicom")  # atomic; refuses a non-empty folder rather than overwrite it
     print(f"  wrote DICOM CT, label maps and ground truth to {folder}")
 
 
