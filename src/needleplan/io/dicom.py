@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NeedleplanWarning, SeriesNotFoundError, describe_path
+from ..errors import CorruptFileError, GeometryError, NeedleplanWarning, SeriesNotFoundError, describe_path
 from ..volume import Volume
 from .dicom_pixels import interpolate_slices, read_slices
 from .dicom_scan import DicomScan, DicomSeries, scan_dicom
@@ -33,10 +33,29 @@ def read_dicom(path: str | Path, series: str | int | None = None, resample: bool
     -------
     Volume
         CT in HU (rescale applied per slice), MR with its own intensities.
+
+    Raises
+    ------
+    CorruptFileError
+        When any DICOM file under ``path`` cannot be read: it may be a slice of the series, whose loss would
+        silently shorten the volume or open a gap.
     """
     scan = scan_dicom(path)
+    refuse_damaged(scan)
     chosen = choose_series(scan, series)
     return series_volume(chosen, resample=resample)
+
+
+def refuse_damaged(scan: DicomScan) -> None:
+    """Raise when the scan found DICOM files it could not read (their series is unknown, so none is safe)."""
+    if not scan.corrupt:
+        return
+    file, reason = scan.corrupt[0]
+    more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
+    raise CorruptFileError(
+        f"DICOM file {describe_path(file)}{more} under {describe_path(scan.root)} cannot be read: {reason}; "
+        "re-export the series, or move the damaged file(s) out of the folder to load the rest"
+    )
 
 
 def series_volume(series: DicomSeries, resample: bool = False) -> Volume:
@@ -57,7 +76,10 @@ def series_volume(series: DicomSeries, resample: bool = False) -> Volume:
         "resampled": not geometry.uniform,
         **series.facts,
     }
-    return Volume(stack, geometry.index_to_world, modality, metadata)
+    try:
+        return Volume(stack, geometry.index_to_world, modality, metadata)
+    except GeometryError as exc:
+        raise GeometryError(f"{series.label} under {describe_path(series.slices[0].path.parent)}: {exc}") from None
 
 
 def rank_series(scan: DicomScan) -> list[DicomSeries]:

@@ -15,11 +15,13 @@ import pydicom
 from pydicom.uid import UID
 
 from ..errors import CorruptFileError, NotAnImageError, UnsupportedTransferSyntaxError, describe_path
-from .dicom_scan import DicomSlice
+from .dicom_scan import DicomSlice, is_compressed_syntax
 
 _IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
 _INT16 = np.iinfo(np.int16)
+#: Largest rescale slope / intercept applied in int32 arithmetic (16-bit pixels times this cannot overflow).
+_INT_RESCALE_LIMIT = (1024, 1 << 20)
 
 
 def read_slices(slices: list[DicomSlice]) -> np.ndarray:
@@ -31,7 +33,9 @@ def read_slices(slices: list[DicomSlice]) -> np.ndarray:
         Naming the file that failed.
     """
     first = slices[0]
-    integral = all(float(s.slope).is_integer() and float(s.intercept).is_integer() for s in slices)
+    integral = all(float(s.slope).is_integer() and float(s.intercept).is_integer()
+                   and abs(s.slope) <= _INT_RESCALE_LIMIT[0] and abs(s.intercept) <= _INT_RESCALE_LIMIT[1]
+                   for s in slices)
     out = np.empty((len(slices), first.rows, first.columns), dtype=np.int16 if integral else np.float32)
     decoded: dict[Path, np.ndarray] = {}  # multi-frame compressed files, decoded once
     for z, item in enumerate(slices):
@@ -42,8 +46,14 @@ def read_slices(slices: list[DicomSlice]) -> np.ndarray:
                 out = out.astype(np.float32)  # rare: values beyond int16 (for example metal in 16-bit CT)
             out[z] = values
         else:
-            np.multiply(stored, np.float32(item.slope), out=out[z], casting="unsafe")
-            out[z] += np.float32(item.intercept)
+            with np.errstate(over="ignore", invalid="ignore"):
+                np.multiply(stored, np.float32(item.slope), out=out[z], casting="unsafe")
+                out[z] += np.float32(item.intercept)
+            if not np.all(np.isfinite(out[z])):
+                raise CorruptFileError(
+                    f"{describe_path(item.path)}: RescaleSlope {item.slope:g} and RescaleIntercept "
+                    f"{item.intercept:g} give values beyond any image's range; the header is damaged"
+                )
     return out
 
 
@@ -119,15 +129,16 @@ def _mask_bits(data: np.ndarray, item: DicomSlice) -> np.ndarray:
 
 def _decode(item: DicomSlice, decoded: dict[Path, np.ndarray]) -> np.ndarray:
     if item.path not in decoded:
-        syntax = UID(item.transfer_syntax) if item.transfer_syntax else None
-        if syntax is not None and syntax.is_compressed:
-            _require_decoder(item, syntax)
+        if is_compressed_syntax(item.transfer_syntax):
+            _require_decoder(item, UID(item.transfer_syntax))
         try:
             ds = pydicom.dcmread(item.path, force=True)
             array = ds.pixel_array
         except Exception as exc:  # decoders raise many exception types for damaged data
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
             raise CorruptFileError(
-                f"cannot decode the pixels of {describe_path(item.path)}: {type(exc).__name__}: {str(exc)[:160]}"
+                f"cannot decode the pixels of {describe_path(item.path)} ({detail}); the file may be damaged: "
+                "re-export the series"
             ) from None
         if item.frames_in_file == 1:
             array = array[np.newaxis]
@@ -145,6 +156,11 @@ def _decode(item: DicomSlice, decoded: dict[Path, np.ndarray]) -> np.ndarray:
 def _require_decoder(item: DicomSlice, syntax: UID) -> None:
     from pydicom.pixels import get_decoder
 
+    if not syntax.is_transfer_syntax:
+        raise UnsupportedTransferSyntaxError(
+            f"{describe_path(item.path)} uses the unknown (private) transfer syntax {syntax}, which no decoder "
+            "reads; convert the series to uncompressed DICOM"
+        )
     try:
         decoder = get_decoder(syntax)
     except NotImplementedError:

@@ -114,7 +114,10 @@ def scan_dicom(path: str | Path) -> DicomScan:
         raise InputNotFoundError(f"{describe_path(root)} does not exist; check the path")
     files = _list_files(root)
     if not files:
-        raise EmptyInputError(f"folder {describe_path(root)} is empty; point needleplan at a folder of DICOM files")
+        raise EmptyInputError(
+            f"folder {describe_path(root)} is empty (no files, or only 0-byte ones); point needleplan at a folder "
+            "of DICOM files"
+        )
     series: dict[str, DicomSeries] = {}
     non_image: list[tuple[Path, str]] = []
     corrupt: list[tuple[Path, str]] = []
@@ -128,15 +131,20 @@ def scan_dicom(path: str | Path) -> DicomScan:
             corrupt.append((file, outcome))
             continue
         ds, tell = outcome
-        if not _has_pixels(ds):
-            if str(ds.get("SOPClassUID", "")) != DICOMDIR_SOP_CLASS and "DirectoryRecordSequence" not in ds:
-                non_image.append((file, _sop_name(ds)))
-        else:
-            for item in _slices_of(file, ds, tell):
-                entry = series.get(item.series_uid)
-                if entry is None:
-                    entry = series[item.series_uid] = _series_of(ds, item.series_uid)
-                entry.slices.append(item)
+        try:  # pydicom converts values only when they are read: damaged ones fail here, not in dcmread
+            if not _has_pixels(ds):
+                _require_not_truncated_image(ds)
+                if str(ds.get("SOPClassUID", "")) != DICOMDIR_SOP_CLASS and "DirectoryRecordSequence" not in ds:
+                    non_image.append((file, _sop_name(ds)))
+                continue
+            items = _slices_of(file, ds, tell)
+            uid = items[0].series_uid
+            if uid not in series:  # the first file of a series describes it
+                series[uid] = _series_of(ds, uid)
+        except Exception as exc:
+            corrupt.append((file, _reason(exc)))
+            continue
+        series[uid].slices.extend(items)
     scan = DicomScan(root, list(series.values()), non_image, corrupt, other)
     _raise_if_nothing(scan, files)
     return scan
@@ -164,10 +172,20 @@ def _list_files(root: Path) -> list[Path]:
 def _dicomdir_files(dicomdir: Path) -> list[Path]:
     try:
         ds = pydicom.dcmread(dicomdir)
+        cut = _cut_element(ds)
+        records = list(ds.get("DirectoryRecordSequence", []))
     except Exception as exc:  # pydicom raises many types for a damaged file
-        raise CorruptFileError(f"cannot read DICOMDIR {describe_path(dicomdir)}: {exc}") from None
+        reason = "no DICOM header" if isinstance(exc, pydicom.errors.InvalidDicomError) else _reason(exc)
+        raise CorruptFileError(
+            f"cannot read DICOMDIR {describe_path(dicomdir)} ({reason}); it is damaged or not a DICOMDIR: "
+            "load the folder instead"
+        ) from None
+    if cut:  # a cut DICOMDIR lists only some of the images: loading them would silently lose slices
+        raise CorruptFileError(
+            f"DICOMDIR {describe_path(dicomdir)} is truncated ({cut}); copy the disc again or load the folder instead"
+        )
     files = []
-    for record in ds.get("DirectoryRecordSequence", []):
+    for record in records:
         ref = record.get("ReferencedFileID")
         if ref is None:
             continue
@@ -205,23 +223,59 @@ def _read_header(file: Path) -> tuple[Dataset, int] | str | None:
         with open(file, "rb") as fp:
             ds = pydicom.dcmread(fp, stop_before_pixels=True, force=True)
             tell = fp.tell()
+        cut = _cut_element(ds)
     except Exception as exc:  # pydicom's parser fails in many ways on damaged bytes; all mean "corrupt"
-        return f"{type(exc).__name__}: {str(exc)[:160]}"
+        return _reason(exc)
     if len(ds) == 0:
         return "no DICOM elements found"
-    return ds, tell
+    return cut or (ds, tell)
+
+
+def _cut_element(ds: Dataset) -> str | None:
+    """The element whose value the end of the file cut short (pydicom keeps such values silently), if any."""
+    for tag in ds.keys():
+        elem = ds.get_item(tag, keep_deferred=True)  # unconverted: converting can fail on damaged values
+        length = getattr(elem, "length", 0)
+        if getattr(elem, "is_raw", False) and length != 0xFFFFFFFF and len(elem.value or b"") < length:
+            return f"the file ends inside element {elem.tag} ({len(elem.value or b'')} of {length} bytes)"
+    return None
+
+
+class _DamagedHeader(ValueError):
+    """A header value that makes the file unusable; its message is the reason shown to the user."""
+
+
+def _reason(exc: Exception) -> str:
+    """Why a file is unusable, as one short line."""
+    text = str(exc) if isinstance(exc, _DamagedHeader) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:200]
+
+
+def _require_not_truncated_image(ds: Dataset) -> None:
+    """Refuse a header without pixel attributes that cannot be a document: an image cut short, or noise."""
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if not sop and "DirectoryRecordSequence" not in ds:
+        raise _DamagedHeader("no SOPClassUID and no image attributes: damaged, or not DICOM")
+    if "Image Storage" in (UID(str(sop)).name if sop else ""):
+        raise _DamagedHeader(f"a {UID(str(sop)).name} header without Rows, Columns or BitsAllocated: truncated")
 
 
 def _has_pixels(ds: Dataset) -> bool:
     return "Rows" in ds and "Columns" in ds and "BitsAllocated" in ds
 
 
+def _text(value: object) -> str:
+    """A header value as text for grouping and messages: one line, whatever damage put into it."""
+    return " ".join(str(value).split())
+
+
 def _sop_name(ds: Dataset) -> str:
     sop = ds.get("SOPClassUID")
     if sop is None:
-        return str(ds.get("Modality", "unknown object"))
+        return _text(ds.get("Modality", "unknown object"))
     name = UID(str(sop)).name
-    return name if name and name != str(sop) else f"{ds.get('Modality', 'object')} ({sop})"
+    return _text(name if name and name != str(sop) else f"{ds.get('Modality', 'object')} ({sop})")
 
 
 def _number(value: object, default: float) -> float:
@@ -243,7 +297,7 @@ def _vector(value: object, size: int) -> np.ndarray | None:
 
 def _transfer_syntax(ds: Dataset) -> str:
     meta = getattr(ds, "file_meta", None)
-    return str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    return _text(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
 
 
 def _instance_uid(ds: Dataset, file: Path) -> str:
@@ -251,32 +305,38 @@ def _instance_uid(ds: Dataset, file: Path) -> str:
     meta = getattr(ds, "file_meta", None)
     for value in (ds.get("SOPInstanceUID"), meta.get("MediaStorageSOPInstanceUID") if meta is not None else None):
         if value not in (None, ""):
-            return str(value)
+            return _text(value)
     return f"file:{file.resolve()}"
+
+
+def is_compressed_syntax(syntax: str) -> bool:
+    """True when pixels under this transfer syntax need a decoder; unknown (private) syntaxes count as such."""
+    uid = UID(syntax)
+    return bool(syntax) and (not uid.is_transfer_syntax or uid.is_compressed)
 
 
 def _pixel_tell(ds: Dataset, tell: int) -> int | None:
     """Where the Pixel Data element starts, for uncompressed files; None when compressed."""
-    syntax = _transfer_syntax(ds)
-    return None if syntax and UID(syntax).is_compressed else tell
+    return None if is_compressed_syntax(_transfer_syntax(ds)) else tell
 
 
 def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
-    frames = int(_number(ds.get("NumberOfFrames"), 1)) or 1
+    frames = _frame_count(file, ds, tell)
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     syntax = _transfer_syntax(ds)
     acquisition = "/".join(
-        str(ds.get(t, "")) for t in ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier")
+        _text(ds.get(t, "")) for t in ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier")
     )
     common = dict(
-        path=file, frames_in_file=frames, series_uid=str(ds.get("SeriesInstanceUID") or f"no SeriesInstanceUID, folder {file.parent}"),
+        path=file, frames_in_file=frames,
+        series_uid=_text(ds.get("SeriesInstanceUID") or f"no SeriesInstanceUID, folder {file.parent}"),
         sop_instance_uid=_instance_uid(ds, file), rows=int(ds.Rows), columns=int(ds.Columns),
-        image_type=tuple(str(t) for t in (ds.get("ImageType") or ())), transfer_syntax=syntax,
+        image_type=tuple(_text(t) for t in (ds.get("ImageType") or ())), transfer_syntax=syntax,
         bits_allocated=int(ds.BitsAllocated), bits_stored=int(ds.get("BitsStored", ds.BitsAllocated)),
         pixel_representation=int(ds.get("PixelRepresentation", 0)),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1)),
-        photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
+        photometric=_text(ds.get("PhotometricInterpretation", "MONOCHROME2")),
         pixel_tell=_pixel_tell(ds, tell), acquisition=acquisition,
     )
     slices = []
@@ -291,13 +351,49 @@ def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
                                 or ds.get("ImageOrientationPatient"), 6),
             pixel_spacing=_vector(_functional(groups, "PixelMeasuresSequence", "PixelSpacing")
                                   or ds.get("PixelSpacing"), 2),
-            slope=_number(_functional(groups, "PixelValueTransformationSequence", "RescaleSlope")
-                          or ds.get("RescaleSlope"), 1.0),
-            intercept=_number(_functional(groups, "PixelValueTransformationSequence", "RescaleIntercept")
-                              or ds.get("RescaleIntercept"), 0.0),
+            slope=_rescale(_functional(groups, "PixelValueTransformationSequence", "RescaleSlope")
+                           or ds.get("RescaleSlope"), "RescaleSlope", 1.0),
+            intercept=_rescale(_functional(groups, "PixelValueTransformationSequence", "RescaleIntercept")
+                               or ds.get("RescaleIntercept"), "RescaleIntercept", 0.0),
             **common,
         ))
     return slices
+
+
+def _frame_count(file: Path, ds: Dataset, tell: int) -> int:
+    """NumberOfFrames, checked against the size of the file before any per-frame work is done."""
+    value = ds.get("NumberOfFrames")
+    frames = _number(value, 1.0)
+    if not np.isfinite(frames) or frames < 0 or frames != int(frames):
+        raise _DamagedHeader(f"NumberOfFrames {value!r} is not a frame count")
+    frames = int(frames) or 1
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    if rows <= 0 or columns <= 0:
+        raise _DamagedHeader(f"Rows x Columns is {rows} x {columns}: an image needs at least one pixel")
+    size = file.stat().st_size
+    bits = frames * rows * columns * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated)
+    available = size - tell - (8 if _transfer_syntax(ds) in ("", "1.2.840.10008.1.2") else 12)  # element header
+    if _pixel_tell(ds, tell) is not None and bits // 8 > available:
+        raise _DamagedHeader(
+            f"Rows x Columns x NumberOfFrames = {rows} x {columns} x {frames} pixels need {bits // 8} bytes, "
+            f"the file holds {max(available, 0)}: truncated"
+        )
+    if frames > size:  # compressed: every frame takes at least one byte
+        raise _DamagedHeader(f"NumberOfFrames {frames} is more than the file's {size} bytes can hold")
+    return frames
+
+
+def _rescale(value: object, keyword: str, default: float) -> float:
+    """RescaleSlope or RescaleIntercept; a present but unusable value is damage, not a default."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _DamagedHeader(f"{keyword} {value!r} is not a number") from None
+    if not np.isfinite(number):
+        raise _DamagedHeader(f"{keyword} {value!r} is not a finite number")
+    return number
 
 
 def _first(sequence: object) -> Dataset | None:
@@ -326,8 +422,8 @@ def _series_of(ds: Dataset, uid: str) -> DicomSeries:
         number = int(number) if number not in (None, "") else None
     except (TypeError, ValueError):
         number = None
-    facts = {k: str(ds.get(k)) for k in _SAFE_FACTS if ds.get(k) not in (None, "")}
-    return DicomSeries(uid, number, str(ds.get("SeriesDescription", "")), str(ds.get("Modality", "OT")), [], facts)
+    facts = {k: _text(ds.get(k)) for k in _SAFE_FACTS if ds.get(k) not in (None, "")}
+    return DicomSeries(uid, number, _text(ds.get("SeriesDescription", "")), _text(ds.get("Modality", "OT")), [], facts)
 
 
 def _raise_if_nothing(scan: DicomScan, files: list[Path]) -> None:

@@ -5,6 +5,7 @@ InstanceNumber) and the slice step comes from those positions (never from SliceT
 found and named here:
 
 - localizer / scout images mixed into the series are dropped (with a warning);
+- a slice without a usable position, orientation or pixel spacing: refused (a geometry error);
 - mixed sizes, orientations or pixel spacings: refused;
 - the same position twice: an identical copy (same SOPInstanceUID) is dropped; different images are refused;
 - one slice only: refused;
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import InconsistentSeriesError, NeedleplanWarning, SingleSliceError, describe_path
+from ..errors import GeometryError, InconsistentSeriesError, NeedleplanWarning, SingleSliceError, describe_path
 from .dicom_scan import DicomSeries, DicomSlice
 
 #: A step longer than this many times the usual step means slices are missing.
@@ -58,7 +59,7 @@ def series_geometry(series: DicomSeries, resample: bool = False) -> SeriesGeomet
 
     Raises
     ------
-    SingleSliceError, InconsistentSeriesError
+    SingleSliceError, InconsistentSeriesError, GeometryError
     """
     slices = _drop_localizers(series)
     if len(slices) < 2:
@@ -71,12 +72,17 @@ def series_geometry(series: DicomSeries, resample: bool = False) -> SeriesGeomet
     row_dir, col_dir = first.orientation[:3], first.orientation[3:]
     normal = np.cross(row_dir, col_dir)
     offsets = np.array([float(np.dot(s.position, normal)) for s in slices])
+    if not np.all(np.isfinite(offsets)):
+        raise GeometryError(f"{_where(series)}: slice positions are too large to place the slices; check "
+                            "ImagePositionPatient")
     order = np.argsort(offsets, kind="stable")
     slices = [slices[i] for i in order]
     offsets = offsets[order]
     slices, offsets = _drop_duplicates(series, slices, offsets)
     if len(slices) < 2:
-        raise SingleSliceError(f"{series.label} has only one distinct slice position; a volume needs two or more")
+        raise SingleSliceError(
+            f"{_where(series)}: every image lies at one slice position; a volume needs two or more"
+        )
     steps = np.diff(offsets)
     step = _usual_step(steps)
     uniform = _check_steps(series, slices, offsets, steps, step, resample)
@@ -94,10 +100,15 @@ def _drop_localizers(series: DicomSeries) -> list[DicomSlice]:
     slices = [s for s in series.slices if not s.is_localizer]
     dropped = len(series.slices) - len(slices)
     if not slices:
-        raise SingleSliceError(f"{series.label} holds only localizer/scout images; load the axial series instead")
+        raise SingleSliceError(f"{_where(series)} holds only localizer/scout images; load the axial series instead")
     if dropped:
-        warnings.warn(f"{series.label}: dropped {dropped} localizer/scout image(s)", NeedleplanWarning, stacklevel=3)
+        warnings.warn(f"{_where(series)}: dropped {dropped} localizer/scout image(s)", NeedleplanWarning, stacklevel=3)
     return slices
+
+
+def _where(series: DicomSeries) -> str:
+    """A series as named in messages: its label and the folder of its first file."""
+    return f"{series.label} under {describe_path(series.slices[0].path.parent)}"
 
 
 def _require_same(series: DicomSeries, slices: list[DicomSlice]) -> None:
@@ -106,17 +117,19 @@ def _require_same(series: DicomSeries, slices: list[DicomSlice]) -> None:
                                             ("ImageOrientationPatient", s.orientation),
                                             ("PixelSpacing", s.pixel_spacing)) if value is None]
         if missing:
-            raise InconsistentSeriesError(
+            raise GeometryError(
                 f"{describe_path(s.path)} in {series.label} lacks a valid {' and '.join(missing)}; "
                 "without it the slice cannot be placed in the patient"
             )
         if np.any(s.pixel_spacing <= 0):
-            raise InconsistentSeriesError(f"{describe_path(s.path)} has a non-positive PixelSpacing {s.pixel_spacing}")
+            raise GeometryError(
+                f"{describe_path(s.path)} has PixelSpacing {_show(s.pixel_spacing)}; spacings must be positive"
+            )
         row, col = s.orientation[:3], s.orientation[3:]
         if (abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3
                 or abs(float(np.dot(row, col))) > 1e-3):
-            raise InconsistentSeriesError(
-                f"{describe_path(s.path)} has ImageOrientationPatient {list(s.orientation)}, which is not two "
+            raise GeometryError(
+                f"{describe_path(s.path)} has ImageOrientationPatient {_show(s.orientation)}, which is not two "
                 "orthogonal unit vectors"
             )
     first = slices[0]
@@ -163,7 +176,7 @@ def _drop_duplicates(
             "than one volume (echoes, phases or repeats): separate them into folders"
         )
     if copies:
-        warnings.warn(f"{series.label}: ignored {copies} duplicate copy/copies of the same image",
+        warnings.warn(f"{_where(series)}: ignored {copies} duplicate copy/copies of the same image",
                       NeedleplanWarning, stacklevel=3)
     return [slices[i] for i in keep], offsets[keep]
 
@@ -189,12 +202,12 @@ def _check_steps(
                    f"({offsets[i]:.2f} mm) and {describe_path(slices[i + 1].path)} ({offsets[i + 1]:.2f} mm), "
                    f"{len(gaps)} gap(s) in all")
     else:
-        problem = (f"non-uniform slice spacing: steps from {steps.min():.3f} to {steps.max():.3f} mm "
-                   f"(usual {step:.3f} mm)")
+        problem = (f"non-uniform slice spacing under {describe_path(slices[0].path.parent)}: steps from "
+                   f"{steps.min():.3f} to {steps.max():.3f} mm (usual {step:.3f} mm)")
     if not resample:
         raise InconsistentSeriesError(
-            f"{series.label}: {problem}; find the missing files, or pass resample=True (CLI: --resample) to "
-            "interpolate onto a uniform grid"
+            f"{series.label}: {problem}; {'find the missing files, or ' if gaps.size else ''}pass resample=True "
+            "(CLI: --resample) to interpolate onto a uniform grid"
         )
     warnings.warn(f"{series.label}: {problem}; interpolated onto a uniform {step:.3f} mm grid",
                   NeedleplanWarning, stacklevel=3)
@@ -207,24 +220,29 @@ def _step_vector(
     """The displacement from one slice to the next (the k axis), exact under gantry tilt."""
     positions = np.array([s.position for s in slices])
     along = offsets - offsets[0]
-    # least-squares line through the positions, parametrised by the distance along the normal
-    design = np.column_stack([np.ones_like(along), along])
-    coef, *_ = np.linalg.lstsq(design, positions, rcond=None)
-    per_mm = coef[1]  # displacement per mm along the normal; in-plane part is the shear
-    residual = np.linalg.norm(positions - design @ coef, axis=1)
-    if residual.max() > OFF_LINE_TOLERANCE * step:
+    relative = positions - positions[0]
+    # least-squares line through the positions and the first slice (the volume's origin), parametrised by the
+    # distance along the normal; its normal component is exactly 1, its in-plane part is the shear
+    per_mm = np.linalg.lstsq(along[:, None], relative, rcond=None)[0][0]
+    shear = per_mm - normal * float(np.dot(per_mm, normal))
+    limit = OFF_LINE_TOLERANCE * step
+
+    def misplacement(direction: np.ndarray) -> np.ndarray:  # mm between each slice and where the grid puts it
+        return np.linalg.norm(relative - along[:, None] * direction, axis=1)
+
+    if np.linalg.norm(shear) * step <= SHEAR_TOLERANCE_MM and misplacement(normal).max() <= limit:
+        return normal * step, 0.0
+    residual = misplacement(per_mm)
+    if residual.max() > limit:
         worst = int(np.argmax(residual))
         raise InconsistentSeriesError(
             f"{series.label}: the slices do not lie on one line ({describe_path(slices[worst].path)} is "
             f"{residual[worst]:.2f} mm off); the series may mix stacks: load one stack"
         )
-    shear = per_mm - normal * float(np.dot(per_mm, normal))
-    if np.linalg.norm(shear) * step <= SHEAR_TOLERANCE_MM:
-        return normal * step, 0.0
     vector = (normal + shear) * step
     tilt = float(np.degrees(np.arctan(np.linalg.norm(shear))))
     warnings.warn(
-        f"{series.label}: gantry tilt of {tilt:.2f} degrees; the volume keeps the exact sheared grid "
+        f"{_where(series)}: gantry tilt of {tilt:.2f} degrees; the volume keeps the exact sheared grid "
         "(Volume.orthogonalized() resamples it)", NeedleplanWarning, stacklevel=3,
     )
     return vector, tilt

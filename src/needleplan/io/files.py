@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gzip
+import re
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -47,10 +51,10 @@ def read_image_file(path: str | Path, modality: str | None = None) -> Volume:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unreadable"
         raise CorruptFileError(
-            f"cannot read image file {describe_path(path)}: {detail[:200]}; check that the file is complete"
+            f"cannot read image file {describe_path(path)}: {_itk_detail(exc)}; check that the file is complete"
         ) from None
+    _check_nifti(path)
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise NotAnImageError(
             f"{describe_path(path)} has {image.GetNumberOfComponentsPerPixel()} values per voxel; "
@@ -98,6 +102,88 @@ def save_volume(volume: Volume, path: str | Path) -> Path:
     with atomic_file(path) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
     return path
+
+
+def _itk_detail(exc: RuntimeError) -> str:
+    """The informative line of an ITK exception, without source locations, object addresses or stale errno."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith("Exception thrown in SimpleITK")
+              and not line.startswith("Reason: No such file or directory")]
+    detail = useful[-1] if useful else "unreadable"
+    return re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", detail)[:200].rstrip(".")
+
+
+def _check_nifti(path: Path) -> None:
+    """Refuse a NIfTI file that ends before its voxels do, or whose voxel spacing is not a positive number.
+
+    ITK reads both silently: missing voxels become zeros, and an invalid pixdim is replaced by a guess.
+    """
+    name = path.name.lower()
+    if not name.endswith((".nii", ".nii.gz")):
+        return
+    compressed = name.endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if compressed else open(path, "rb")) as fp:
+            header = _nifti_header(fp.read(540))
+        if header is None:
+            return
+        needed, spacing = header
+        if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+            raise GeometryError(
+                f"NIfTI file {describe_path(path)} gives voxel spacing (pixdim) {tuple(float(v) for v in spacing)}; "
+                "spacings must be positive numbers: fix the header or re-export the image"
+            )
+        if compressed:
+            with open(path, "rb") as fp:
+                fp.seek(-4, 2)
+                trailer = struct.unpack("<I", fp.read(4))[0]  # uncompressed size mod 2**32, when complete
+            size = needed if trailer == needed % (1 << 32) else _gunzipped_size(path)
+        else:
+            size = path.stat().st_size
+    except (OSError, EOFError, zlib.error) as exc:
+        raise CorruptFileError(
+            f"image file {describe_path(path)} is truncated or damaged ({type(exc).__name__}: {exc}); "
+            "check that the file is complete"
+        ) from None
+    if size < needed:
+        raise CorruptFileError(
+            f"image file {describe_path(path)} holds {size} bytes{' uncompressed' if compressed else ''}, its "
+            f"header needs {needed}: the file is truncated; copy or download it again"
+        )
+
+
+def _nifti_header(header: bytes) -> tuple[int, np.ndarray] | None:
+    """From a NIfTI-1 or NIfTI-2 header: the bytes the file needs (voxel offset + voxel data) and the spatial
+    voxel spacings (pixdim 1-3, as many as there are dimensions); None when the header is not NIfTI."""
+    for endian in "<>":
+        if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
+            dims = struct.unpack(f"{endian}8h", header[40:56])
+            bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
+            pixdim = struct.unpack(f"{endian}8f", header[76:108])
+            offset = struct.unpack(f"{endian}f", header[108:112])[0]
+            break
+        if len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
+            dims = struct.unpack(f"{endian}8q", header[16:80])
+            bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
+            pixdim = struct.unpack(f"{endian}8d", header[104:168])
+            offset = struct.unpack(f"{endian}q", header[168:176])[0]
+            break
+    else:
+        return None
+    if not 1 <= dims[0] <= 7 or bitpix <= 0 or not np.isfinite(offset):
+        return None
+    count = int(np.prod([max(int(d), 1) for d in dims[1:dims[0] + 1]], dtype=object))
+    spacing = np.array(pixdim[1:1 + min(dims[0], 3)], dtype=np.float64)
+    return max(int(offset), 0) + (count * bitpix + 7) // 8, spacing
+
+
+def _gunzipped_size(path: Path) -> int:
+    """Decompress a gzip file to count its bytes; raises EOFError when it ends before its end marker."""
+    size = 0
+    with gzip.open(path, "rb") as fp:
+        while chunk := fp.read(1 << 22):
+            size += len(chunk)
+    return size
 
 
 def _compact(voxels: np.ndarray) -> np.ndarray:
