@@ -92,4 +92,4 @@ def test_mr_keeps_its_intensities():
     image = sitk.ReadImage(str(MR_NIFTI))
     np.testing.assert_array_equal(volume.voxels, sitk.GetArrayViewFromImage(image))
     with pytest.raises(npl.NeedleplanError):
-        volume.hu
+        _ = volume.hu

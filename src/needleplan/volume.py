@@ -176,12 +176,6 @@ class Volume:
             self._mu_cache[key] = mu
         return self._mu_cache[key]
 
-    def with_voxels(self, voxels: np.ndarray, modality: str | None = None) -> "Volume":
-        """A new Volume with other voxels of the same shape on the same grid."""
-        if np.shape(voxels) != self.shape:
-            raise GeometryError(f"new voxels have shape {np.shape(voxels)}, the grid has {self.shape}")
-        return Volume(voxels, self._affine, modality or self.modality, self.metadata)
-
     def resample(
         self,
         index_to_world: np.ndarray,

@@ -157,7 +157,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
 
     foramen_fat = []
     semi = shared["foramen_fat_semi_axes_mm"]
-    for upper, lower in zip(order[:-1], order[1:]):
+    for upper in order[:-1]:
         for key in SIDES:
             top_point = levels[upper].frame.point(levels[upper].arches[key].pedicle_centre)
             centre = np.asarray(landmarks[upper][f"foramen_{key}"])

@@ -179,7 +179,7 @@ def paint_sacrum(painter: Painter, s1: Level, facets: dict, joints: dict[str, SI
         blocks, recipe["segment_bottom_widths_mm"], recipe["segment_taper_depths_mm"]
     ):
         painter.bone(medial(_tapered_block(block_frame, half, bottom_width, bottom_depth)), label, "sacrum", shell)
-    for key, joint in joints.items():  # the lateral mass behind each auricular surface
+    for joint in joints.values():  # the lateral mass behind each auricular surface
         mass = recipe["lateral_mass_mm"]
         centre = joint.centre_mm - (0.5 * joint.gap_mm + 0.5 * mass) * joint.normal
         half = (0.5 * mass, 0.5 * joint.depth_mm + 3.0, 0.5 * joint.length_mm + 3.0)
