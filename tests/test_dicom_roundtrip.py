@@ -172,3 +172,18 @@ def test_oblique_phantom_through_dicom_keeps_voxels_geometry_and_landmark_labels
     for level in ("L1", "L2", "L3", "L4", "L5"):
         i, j, k = np.rint(labels.world_to_index_points(np.asarray(case.landmarks[level]["body_centroid"]))).astype(int)
         assert labels.voxels[k, j, i] == VERTEBRA_LABELS[level], level
+
+
+def test_headerless_implicit_vr_files_load(tmp_path):
+    """Files without file meta (ACR-NEMA style) use implicit VR little endian: header and pixels agree on it."""
+    original = ct_volume(shape=(3, 4, 5), affine=affine_from_geometry([1.0, 1.0, 2.0], [0, 0, 0]))
+    bare_folder = tmp_path / "bare"
+    bare_folder.mkdir()
+    for path in write_ct_series(original, tmp_path / "written"):
+        bare = Dataset()
+        bare.update(pydicom.dcmread(path))  # the elements only: no preamble, no file meta
+        bare.save_as(bare_folder / path.name, implicit_vr=True, little_endian=True, enforce_file_format=False)
+    assert (bare_folder / "slice_0000.dcm").read_bytes()[:2] == b"\x08\x00"  # no preamble, no "DICM"
+    loaded = npl.load(bare_folder)
+    np.testing.assert_array_equal(loaded.voxels, original.voxels)
+    np.testing.assert_allclose(loaded.index_to_world, original.index_to_world, atol=1e-6)

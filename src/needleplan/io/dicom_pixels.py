@@ -15,9 +15,8 @@ import pydicom
 from pydicom.uid import UID
 
 from ..errors import CorruptFileError, NotAnImageError, UnsupportedTransferSyntaxError, describe_path
-from .dicom_scan import DicomSlice, is_compressed_syntax
+from .dicom_scan import DicomSlice, is_compressed_syntax, is_implicit_vr, pixel_element_header_bytes
 
-_IMPLICIT_LITTLE = "1.2.840.10008.1.2"
 _EXPLICIT_BIG = "1.2.840.10008.1.2.2"
 _INT16 = np.iinfo(np.int16)
 #: Largest rescale slope / intercept applied in int32 arithmetic (16-bit pixels times this cannot overflow).
@@ -91,13 +90,13 @@ def _stored_pixels(item: DicomSlice, decoded: dict[Path, np.ndarray]) -> np.ndar
 def _read_native(item: DicomSlice) -> np.ndarray | None:
     """Uncompressed pixels read directly; None when the element is not laid out as expected."""
     big = item.transfer_syntax == _EXPLICIT_BIG
-    implicit = item.transfer_syntax == _IMPLICIT_LITTLE
+    implicit = is_implicit_vr(item.transfer_syntax)
     kind = "i" if item.pixel_representation == 1 else "u"
     dtype = np.dtype(f"{'>' if big else '<'}{kind}{item.bits_allocated // 8}")
     count = item.rows * item.columns
     with open(item.path, "rb") as fp:
         fp.seek(item.pixel_tell)
-        head = fp.read(8 if implicit else 12)
+        head = fp.read(pixel_element_header_bytes(item.transfer_syntax))
         endian = ">" if big else "<"
         if len(head) < 8:
             raise _truncated(item, "no pixel data")

@@ -24,8 +24,9 @@ from ..errors import (
     describe_path,
 )
 
-#: SOP classes that are a directory or a document, never pixels, by their common names.
+#: SOP class of a DICOMDIR: a directory, never pixels.
 DICOMDIR_SOP_CLASS = "1.2.840.10008.1.3.10"
+IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 
 
 @dataclass(frozen=True)
@@ -309,22 +310,28 @@ def _instance_uid(ds: Dataset, file: Path) -> str:
     return f"file:{file.resolve()}"
 
 
+def is_implicit_vr(syntax: str) -> bool:
+    """True for Implicit VR Little Endian, and for files without file meta (headerless), which use it."""
+    return syntax in ("", IMPLICIT_VR_LITTLE_ENDIAN)
+
+
+def pixel_element_header_bytes(syntax: str) -> int:
+    """Bytes of the Pixel Data element's tag and length before its value (implicit VR 8, explicit VR 12)."""
+    return 8 if is_implicit_vr(syntax) else 12
+
+
 def is_compressed_syntax(syntax: str) -> bool:
     """True when pixels under this transfer syntax need a decoder; unknown (private) syntaxes count as such."""
     uid = UID(syntax)
     return bool(syntax) and (not uid.is_transfer_syntax or uid.is_compressed)
 
 
-def _pixel_tell(ds: Dataset, tell: int) -> int | None:
-    """Where the Pixel Data element starts, for uncompressed files; None when compressed."""
-    return None if is_compressed_syntax(_transfer_syntax(ds)) else tell
-
-
 def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
-    frames = _frame_count(file, ds, tell)
+    syntax = _transfer_syntax(ds)
+    pixel_tell = None if is_compressed_syntax(syntax) else tell
+    frames = _frame_count(file, ds, syntax, pixel_tell)
     shared = _first(ds.get("SharedFunctionalGroupsSequence"))
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    syntax = _transfer_syntax(ds)
     acquisition = "/".join(
         _text(ds.get(t, "")) for t in ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier")
     )
@@ -337,7 +344,7 @@ def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
         pixel_representation=int(ds.get("PixelRepresentation", 0)),
         samples_per_pixel=int(ds.get("SamplesPerPixel", 1)),
         photometric=_text(ds.get("PhotometricInterpretation", "MONOCHROME2")),
-        pixel_tell=_pixel_tell(ds, tell), acquisition=acquisition,
+        pixel_tell=pixel_tell, acquisition=acquisition,
     )
     slices = []
     for frame in range(frames):
@@ -360,8 +367,11 @@ def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
     return slices
 
 
-def _frame_count(file: Path, ds: Dataset, tell: int) -> int:
-    """NumberOfFrames, checked against the size of the file before any per-frame work is done."""
+def _frame_count(file: Path, ds: Dataset, syntax: str, pixel_tell: int | None) -> int:
+    """NumberOfFrames, checked against the size of the file before any per-frame work is done.
+
+    ``pixel_tell`` is where uncompressed pixel data starts (None when compressed).
+    """
     value = ds.get("NumberOfFrames")
     frames = _number(value, 1.0)
     if not np.isfinite(frames) or frames < 0 or frames != int(frames):
@@ -372,8 +382,8 @@ def _frame_count(file: Path, ds: Dataset, tell: int) -> int:
         raise _DamagedHeader(f"Rows x Columns is {rows} x {columns}: an image needs at least one pixel")
     size = file.stat().st_size
     bits = frames * rows * columns * int(ds.get("SamplesPerPixel") or 1) * int(ds.BitsAllocated)
-    available = size - tell - (8 if _transfer_syntax(ds) in ("", "1.2.840.10008.1.2") else 12)  # element header
-    if _pixel_tell(ds, tell) is not None and bits // 8 > available:
+    available = size - pixel_tell - pixel_element_header_bytes(syntax) if pixel_tell is not None else size
+    if pixel_tell is not None and bits // 8 > available:
         raise _DamagedHeader(
             f"Rows x Columns x NumberOfFrames = {rows} x {columns} x {frames} pixels need {bits // 8} bytes, "
             f"the file holds {max(available, 0)}: truncated"
