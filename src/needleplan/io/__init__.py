@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import EmptyInputError, InputNotFoundError, describe_path
 from ..volume import Volume
 from .dicom import read_dicom
 from .dicom_write import write_ct_series
@@ -45,10 +44,6 @@ def load(
         A subclass naming the file or folder and what to do, for every kind of unusable input.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"{describe_path(path)} does not exist; check the path")
-    if path.is_file() and path.stat().st_size == 0:
-        raise EmptyInputError(f"file {describe_path(path)} is empty (0 bytes)")
-    if path.is_file() and is_image_file_name(path):
+    if is_image_file_name(path) and not path.is_dir():
         return read_image_file(path, modality=modality)
     return read_dicom(path, series=series, resample=resample)

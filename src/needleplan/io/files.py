@@ -13,7 +13,9 @@ import SimpleITK as sitk
 
 from ..errors import (
     CorruptFileError,
+    EmptyInputError,
     GeometryError,
+    InputNotFoundError,
     NeedleplanError,
     NotAnImageError,
     SingleSliceError,
@@ -48,6 +50,10 @@ def read_image_file(path: str | Path, modality: str | None = None) -> Volume:
     Volume
     """
     path = Path(path)
+    if not path.is_file():
+        raise InputNotFoundError(f"{describe_path(path)} does not exist; check the path")
+    if path.stat().st_size == 0:
+        raise EmptyInputError(f"file {describe_path(path)} is empty (0 bytes)")
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:

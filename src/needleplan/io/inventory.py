@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputNotFoundError, NeedleplanError, describe_path
+from ..errors import NeedleplanError, describe_path
 from ..volume import Volume
 from .dicom import rank_series, series_volume
 from .dicom_scan import scan_dicom
@@ -59,9 +59,7 @@ def inventory(path: str | Path, resample: bool = False) -> tuple[list[SeriesSumm
         other files found (non-image objects, unreadable files, non-DICOM files).
     """
     path = Path(path)
-    if not path.exists():
-        raise InputNotFoundError(f"{describe_path(path)} does not exist; check the path")
-    if path.is_file() and is_image_file_name(path):
+    if is_image_file_name(path) and not path.is_dir():
         volume = read_image_file(path)
         summary = _summarise(path.name, volume.modality, volume.shape[0], volume)
         summary.chosen = True
