@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CorruptFileError, GeometryError, NeedleplanWarning, SeriesNotFoundError, describe_path
+from ..errors import GeometryError, NeedleplanWarning, SeriesNotFoundError, describe_path
 from ..volume import Volume
 from .dicom_pixels import interpolate_slices, read_slices
-from .dicom_scan import DicomScan, DicomSeries, scan_dicom
+from .dicom_scan import DicomScan, DicomSeries, damaged_files_error, scan_dicom
 from .dicom_series import series_geometry
 
 _MODALITY_RANK = {"CT": 0, "MR": 1}
@@ -48,14 +48,8 @@ def read_dicom(path: str | Path, series: str | int | None = None, resample: bool
 
 def refuse_damaged(scan: DicomScan) -> None:
     """Raise when the scan found DICOM files it could not read (their series is unknown, so none is safe)."""
-    if not scan.corrupt:
-        return
-    file, reason = scan.corrupt[0]
-    more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
-    raise CorruptFileError(
-        f"DICOM file {describe_path(file)}{more} under {describe_path(scan.root)} cannot be read: {reason}; "
-        "re-export the series, or move the damaged file(s) out of the folder to load the rest"
-    )
+    if scan.corrupt:
+        raise damaged_files_error(scan)
 
 
 def series_volume(series: DicomSeries, resample: bool = False) -> Volume:

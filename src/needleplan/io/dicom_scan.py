@@ -436,6 +436,16 @@ def _series_of(ds: Dataset, uid: str) -> DicomSeries:
     return DicomSeries(uid, number, _text(ds.get("SeriesDescription", "")), _text(ds.get("Modality", "OT")), [], facts)
 
 
+def damaged_files_error(scan: DicomScan) -> CorruptFileError:
+    """The error for DICOM files the scan could not read, naming the first and counting the rest."""
+    file, reason = scan.corrupt[0]
+    more = f" (and {len(scan.corrupt) - 1} more)" if len(scan.corrupt) > 1 else ""
+    return CorruptFileError(
+        f"DICOM file {describe_path(file)}{more} under {describe_path(scan.root)} cannot be read: {reason}; "
+        "re-export the series, or move the damaged file(s) out of the folder to load the rest"
+    )
+
+
 def _raise_if_nothing(scan: DicomScan, files: list[Path]) -> None:
     if scan.series:
         return
@@ -446,11 +456,7 @@ def _raise_if_nothing(scan: DicomScan, files: list[Path]) -> None:
             f"{where} holds only DICOM objects without images ({', '.join(kinds)}); load the CT or MR series instead"
         )
     if scan.corrupt:
-        file, reason = scan.corrupt[0]
-        raise CorruptFileError(
-            f"{len(scan.corrupt)} DICOM file(s) under {where} cannot be read, e.g. {describe_path(file)} "
-            f"({reason}); the files may be truncated or damaged"
-        )
+        raise damaged_files_error(scan)
     if len(files) == 1 and scan.root.is_file():
         raise NotAnImageError(
             f"{where} is neither DICOM nor a supported image file (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)"
