@@ -1,9 +1,14 @@
 """needleplan: planning and simulated fluoroscopy for fluoroscopy-guided spine pain procedures."""
 
 from .errors import NeedleplanError, NeedleplanWarning
+from .fluoro import CArm, Display, Exposure, Fluoro, render
 from .io import load, save_volume
+from .needle import Needle
 from .phantoms import PhantomCase, phantom
 from .volume import Volume
 
-__all__ = ["NeedleplanError", "NeedleplanWarning", "PhantomCase", "Volume", "load", "phantom", "save_volume"]
+__all__ = [
+    "CArm", "Display", "Exposure", "Fluoro", "Needle", "NeedleplanError", "NeedleplanWarning", "PhantomCase",
+    "Volume", "load", "phantom", "render", "save_volume",
+]
 __version__ = "0.1.0"

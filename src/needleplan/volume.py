@@ -8,7 +8,7 @@ a sheared affine (gantry-tilted CT) is allowed and exact.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ class Volume:
         self.modality = modality
         self.metadata: dict[str, Any] = dict(metadata or {})
         self._mu_cache: dict[tuple[float, float], np.ndarray] = {}
+        self._derived: dict[Any, Any] = {}
 
     # ---- geometry -------------------------------------------------------------------------------------------
     @property
@@ -175,6 +176,15 @@ class Volume:
             mu.flags.writeable = False
             self._mu_cache[key] = mu
         return self._mu_cache[key]
+
+    def derived(self, key: Any, compute: Callable[["Volume"], Any]) -> Any:
+        """``compute(self)``, computed on the first call for ``key`` and remembered (voxels never change).
+
+        For arrays that several renders of the same volume share, such as a label map's channel volume.
+        """
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        return self._derived[key]
 
     def resample(
         self,
