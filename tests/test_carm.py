@@ -145,4 +145,4 @@ def test_bad_parameters_are_refused(bad):
 
 def test_unposed_carm_asks_for_an_isocentre():
     with pytest.raises(ValueError, match="isocenter"):
-        CArm().source_mm
+        _ = CArm().source_mm

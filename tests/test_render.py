@@ -84,8 +84,8 @@ def exact_box_integrals(carm: CArm, corners_mm: np.ndarray) -> np.ndarray:
 
 
 OBLIQUE = Rotation.from_euler("zyx", [20, -15, 10], degrees=True).as_matrix()
-DIRECTIONS = {"LPS": np.eye(3), "RAS": np.diag([-1.0, -1.0, 1.0]), "PIR": np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0.0]]).T,
-              "oblique": OBLIQUE}
+DIRECTIONS = {"LPS": np.eye(3), "RAS": np.diag([-1.0, -1.0, 1.0]),
+              "PIR": np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0.0]]).T, "oblique": OBLIQUE}
 
 
 @pytest.mark.parametrize("storage", list(DIRECTIONS))

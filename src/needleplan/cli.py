@@ -7,13 +7,16 @@ Every sub-command exits 0 on success. Bad input prints one line, ``needleplan: e
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import math
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import NeedleplanError
+from .errors import NeedleplanError, NeedleplanWarning, describe_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +39,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def _parser() -> argparse.ArgumentParser:
+    from .attenuation import FLUORO_EFFECTIVE_KEV
+
     parser = argparse.ArgumentParser(
         prog="needleplan", description="Planning and simulated fluoroscopy for spine pain procedures."
     )
@@ -59,6 +64,54 @@ def _parser() -> argparse.ArgumentParser:
     phantom.add_argument("--spacing", type=float, default=None, metavar="MM", help="isotropic voxel spacing in mm")
     phantom.add_argument("--noise", type=float, default=0.0, metavar="HU", help="Gaussian noise in HU (default 0)")
     phantom.set_defaults(run=_phantom)
+
+    render = commands.add_parser(
+        "render", help="render simulated fluoroscopy of a CT",
+        description="Render a simulated fluoroscopy image of a CT at a C-arm pose and write it as PNG, TIFF, "
+        "NumPy or DICOM (chosen by the suffix of OUT). The geometry (C-arm, projection matrix, keypoints) is "
+        "written next to it as OUT.json, e.g. shot.png.json. The patient lies prone; the reference view is AP "
+        "with the detector over the back.")
+    render.add_argument("path", type=Path, help="CT: DICOM folder, DICOMDIR, DICOM file, or NIfTI/MHA/NRRD file")
+    render.add_argument("-o", "--out", type=Path, required=True, metavar="OUT",
+                        help="image file: .png, .tif/.tiff, .npy or .dcm; OUT.json gets the geometry")
+    pose = render.add_argument_group("C-arm")
+    pose.add_argument("--oblique", type=float, default=0.0, metavar="DEG",
+                      help="-180..180; > 0 turns the detector toward the patient's left (default 0, AP)")
+    pose.add_argument("--tilt", type=float, default=0.0, metavar="DEG",
+                      help="-90..90; > 0 is caudal tilt, detector toward the feet (default 0)")
+    pose.add_argument("--isocenter", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                      help="LPS mm point the central ray passes through (default: the volume's centre)")
+    pose.add_argument("--size", type=int, default=512, metavar="N", help="detector pixels per side, 16-4096 "
+                      "(default 512)")
+    pose.add_argument("--sid", type=float, default=1000.0, metavar="MM", help="source to detector (default 1000)")
+    pose.add_argument("--sod", type=float, default=600.0, metavar="MM",
+                      help="source to isocentre, below --sid (default 600)")
+    pose.add_argument("--detector-mm", type=float, default=300.0, metavar="MM",
+                      help="side of the square detector (default 300)")
+    pose.add_argument("--collimator-mm", type=float, default=None, metavar="MM",
+                      help="diameter of a circular field on the detector (default: none, the whole detector)")
+    image = render.add_argument_group("image")
+    image.add_argument("--method", choices=("joseph", "trilinear", "siddon"), default="joseph",
+                       help="ray walk (default joseph); siddon is exact and slower")
+    image.add_argument("--energy-kev", type=float, default=FLUORO_EFFECTIVE_KEV, metavar="KEV",
+                       help=f"effective beam energy, 40-100 keV (default {FLUORO_EFFECTIVE_KEV:g})")
+    image.add_argument("--invert", action="store_true", help="bone and metal bright instead of dark")
+    image.add_argument("--window", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                       help="attenuation shown white..black (default: 0.5th-99.5th percentile)")
+    image.add_argument("--gamma", type=float, default=1.0, metavar="G", help="display gamma (default 1)")
+    image.add_argument("--bits", type=int, choices=(8, 16), default=8,
+                       help="PNG/TIFF display depth (default 8; DICOM is always 16-bit)")
+    image.add_argument("--quantity", choices=("display", "line_integral", "intensity"), default=None,
+                       help="array to write: display (default; .npy: line_integral); .tif and .npy also take "
+                       "line_integral and intensity as float32")
+    render.add_argument("--needle-from", type=Path, default=None, metavar="FILE.json",
+                        help='needles to add: {"needle": {...}} (a plan.json), {"needles": [...]} or a list, '
+                        "each {name, tip_mm, hub_mm, gauge}")
+    render.add_argument("--series", default=None, metavar="UID",
+                        help="DICOM SeriesInstanceUID or SeriesNumber when the input holds several series")
+    render.add_argument("--resample", action="store_true",
+                        help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
+    render.set_defaults(run=_render)
     return parser
 
 
@@ -88,6 +141,116 @@ def _phantom(args: argparse.Namespace) -> int:
     for what, path in written.items():
         print(f"  {what}: {path}")
     return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .fluoro import CArm, Display, render
+    from .fluoro.writers import (
+        image_format,
+        sidecar_path,
+        write_geometry_json,
+        write_image,
+    )
+    from .io import load
+
+    image_format(args.out, bits=args.bits, quantity=args.quantity)  # a bad OUT fails before any work
+    _check_render_args(args)
+    try:
+        carm = CArm(oblique=args.oblique, tilt=args.tilt, isocenter=args.isocenter, source_to_detector_mm=args.sid,
+                    source_to_isocenter_mm=args.sod, detector_size_mm=args.detector_mm,
+                    collimator_diameter_mm=args.collimator_mm)
+        display = Display(window=tuple(args.window) if args.window else None, gamma=args.gamma, invert=args.invert)
+    except ValueError as exc:
+        raise NeedleplanError(str(exc)) from None
+    needles = _read_needles(args.needle_from) if args.needle_from is not None else []
+    volume = load(args.path, series=args.series, resample=args.resample)
+    fluoro = render(volume, carm, size=args.size, needles=needles, method=args.method, energy_kev=args.energy_kev,
+                    display=display)
+    written = write_image(fluoro, args.out, bits=args.bits, quantity=args.quantity)
+    sidecar = write_geometry_json(fluoro, sidecar_path(args.out))
+    rows, cols = fluoro.carm.detector_pixels
+    print(f"wrote {written} ({cols} x {rows} pixels, {fluoro.carm.describe()}) and its geometry {sidecar.name}")
+    return 0
+
+
+def _check_render_args(args: argparse.Namespace) -> None:
+    numbers = {"--oblique": args.oblique, "--tilt": args.tilt, "--sid": args.sid, "--sod": args.sod,
+               "--detector-mm": args.detector_mm, "--energy-kev": args.energy_kev, "--gamma": args.gamma,
+               "--collimator-mm": args.collimator_mm}
+    numbers.update({f"--isocenter {axis}": v for axis, v in zip("XYZ", args.isocenter or ())})
+    numbers.update({f"--window {end}": v for end, v in zip(("LOW", "HIGH"), args.window or ())})
+    for flag, value in numbers.items():
+        if value is not None and not math.isfinite(value):
+            raise NeedleplanError(f"{flag} must be a finite number, got {value}")
+    if not -180 <= args.oblique <= 180:
+        raise NeedleplanError(f"--oblique must be within -180..180 degrees, got {args.oblique:g}")
+    if not -90 <= args.tilt <= 90:
+        raise NeedleplanError(f"--tilt must be within -90..90 degrees, got {args.tilt:g}")
+    if not 16 <= args.size <= 4096:
+        raise NeedleplanError(f"--size must be within 16-4096 pixels, got {args.size}")
+    for flag in ("--sid", "--sod", "--detector-mm", "--collimator-mm", "--gamma"):
+        value = numbers[flag]
+        if value is not None and value <= 0:
+            raise NeedleplanError(f"{flag} must be positive, got {value:g}")
+    if args.sod >= args.sid:
+        raise NeedleplanError(f"--sod ({args.sod:g} mm) must be smaller than --sid ({args.sid:g} mm)")
+    if not 40 <= args.energy_kev <= 100:
+        raise NeedleplanError(f"--energy-kev must be within 40-100 keV, got {args.energy_kev:g}")
+    if args.window and args.window[1] <= args.window[0]:
+        raise NeedleplanError(f"--window needs LOW < HIGH, got {args.window[0]:g} {args.window[1]:g}")
+    source, out = args.path.resolve(), args.out.resolve()
+    if out == source or source in out.parents:
+        raise NeedleplanError(f"will not write {describe_path(args.out)} inside the input "
+                              f"{describe_path(args.path)}; choose an output outside it")
+
+
+def _read_needles(path: Path) -> list:
+    """Needles from a JSON file: {"needle": {...}}, {"needles": [{...}, ...]} or a bare list."""
+    from .needle import Needle
+
+    where = describe_path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NeedleplanError(f"needle file {where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NeedleplanError(f"cannot read needle file {where}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise NeedleplanError(f"needle file {where} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                              f"column {exc.colno}") from None
+    if isinstance(data, dict) and "needles" in data:
+        items = data["needles"]
+    elif isinstance(data, dict) and "needle" in data:
+        items = [data["needle"]]
+    else:
+        items = data
+    if not isinstance(items, list):
+        raise NeedleplanError(f'needle file {where} must hold {{"needle": {{...}}}}, {{"needles": [...]}} or a '
+                              "list of needles (each with tip_mm and hub_mm)")
+    if not items:
+        raise NeedleplanError(f"needle file {where} holds no needles")
+    needles = []
+    for number, item in enumerate(items, start=1):
+        try:
+            needles.append(Needle.from_dict(item))
+        except ValueError as exc:
+            raise NeedleplanError(f"needle file {where}, needle {number}: {exc}") from None
+    return _unique_names(needles)
+
+
+def _unique_names(needles: list) -> list:
+    """Rename repeated needle names ("needle", "needle-2", ...) so that their keypoints stay apart."""
+    seen: dict[str, int] = {}
+    unique = []
+    for needle in needles:
+        count = seen[needle.name] = seen.get(needle.name, 0) + 1
+        if count > 1:
+            renamed = f"{needle.name}-{count}"
+            warnings.warn(f"two needles are named {needle.name!r}; calling the second one {renamed!r}",
+                          NeedleplanWarning, stacklevel=2)
+            needle = dataclasses.replace(needle, name=renamed)
+        unique.append(needle)
+    return unique
 
 
 if __name__ == "__main__":

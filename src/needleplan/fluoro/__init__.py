@@ -5,5 +5,9 @@ from .carm import CArm, Projection
 from .display import Display
 from .exposure import Exposure
 from .render import Fluoro, Keypoint, render
+from .writers import write_geometry_json, write_image
 
-__all__ = ["CArm", "Display", "Exposure", "Fluoro", "Keypoint", "Projection", "register_backend", "render"]
+__all__ = [
+    "CArm", "Display", "Exposure", "Fluoro", "Keypoint", "Projection", "register_backend", "render",
+    "write_geometry_json", "write_image",
+]

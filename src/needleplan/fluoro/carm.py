@@ -229,7 +229,8 @@ class CArm:
         rows, cols = self.detector_pixels
         col, row = projection.col, projection.row
         with np.errstate(invalid="ignore"):
-            inside = (projection.depth_mm > 0) & (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5) & (row <= rows - 0.5)
+            inside = ((projection.depth_mm > 0) & (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5)
+                      & (row <= rows - 0.5))
         if self.collimator_diameter_mm is not None:
             pixel_u, pixel_v = self.pixel_mm
             radius = np.hypot((col - (cols - 1) / 2) * pixel_u, (row - (rows - 1) / 2) * pixel_v)

@@ -62,30 +62,54 @@ def _cell(x, n):
 
 
 @njit(inline="always", cache=True)
-def _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1):
+def _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1, along_fastest):
     """Set-up for walking slice by slice along the dominant axis a of s + t d, t in [t0, t1].
 
-    Returns the start, direction and flat stride of a, and of the two other axes b and c (with their sizes),
-    the clipped range [q_low, q_high] of the a coordinate, and the first and last slice it touches.
+    Returns which axis a is (0, 1, 2 for i, j, k), its start, direction and flat stride, the same for the two
+    other axes b and c (with their sizes), the clipped range [q_low, q_high] of the a coordinate, and the
+    first and last slice it touches. Strides are those of the (nz, ny, nx) C-order array, or, when
+    ``along_fastest``, of the copy of it in which axis a varies fastest (see :func:`axis_fastest_copy`).
     """
-    ax, ay, az = abs(dx), abs(dy), abs(dz)
-    if ax >= ay and ax >= az:
-        sa, da, na, stride_a = sx, dx, nx, 1
+    if _dominant(dx, dy, dz) == 0:  # the natural layout already has i fastest
+        axis, sa, da, na, stride_a = 0, sx, dx, nx, 1
         sb, db, nb, stride_b = sy, dy, ny, nx
         sc, dc, nc, stride_c = sz, dz, nz, nx * ny
-    elif ay >= az:
-        sa, da, na, stride_a = sy, dy, ny, nx
+    elif _dominant(dx, dy, dz) == 1:
+        axis, sa, da, na, stride_a = 1, sy, dy, ny, nx
         sb, db, nb, stride_b = sx, dx, nx, 1
         sc, dc, nc, stride_c = sz, dz, nz, nx * ny
+        if along_fastest:  # (nz, nx, ny) copy
+            stride_a, stride_b = 1, ny
     else:
-        sa, da, na, stride_a = sz, dz, nz, nx * ny
+        axis, sa, da, na, stride_a = 2, sz, dz, nz, nx * ny
         sb, db, nb, stride_b = sx, dx, nx, 1
         sc, dc, nc, stride_c = sy, dy, ny, nx
+        if along_fastest:  # (ny, nx, nz) copy
+            stride_a, stride_b, stride_c = 1, nz, nx * nz
     q_low = min(sa + t0 * da, sa + t1 * da)
     q_high = max(sa + t0 * da, sa + t1 * da)
     m_first = max(int(math.floor(q_low + 0.5)), 0)
     m_last = min(int(math.floor(q_high + 0.5)), na - 1)
-    return sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first, m_last
+    return axis, sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first, m_last
+
+
+def axis_fastest_copy(volume: np.ndarray, axis: int) -> np.ndarray:
+    """Flat copy of a (nz, ny, nx) array in which index axis ``axis`` (0 = i, 1 = j, 2 = k) varies fastest.
+
+    Joseph's walk along that axis then reads each of its four interpolation neighbours as a contiguous run,
+    so one cache line serves several consecutive samples.
+    """
+    order = {0: (0, 1, 2), 1: (0, 2, 1), 2: (1, 2, 0)}[axis]
+    return np.ascontiguousarray(volume.transpose(order)).reshape(-1)
+
+
+@njit(inline="always", cache=True)
+def _dominant(dx, dy, dz):
+    """0, 1 or 2: the index axis along which the direction d moves most (ties to the lower axis)."""
+    ax, ay, az = abs(dx), abs(dy), abs(dz)
+    if ax >= ay and ax >= az:
+        return 0
+    return 1 if ay >= az else 2
 
 
 @njit(inline="always", cache=True)
@@ -104,18 +128,30 @@ def _pixel_ray(r, c, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_
 @njit(inline="always", cache=True)
 def _interior(low, high, x0, step, n):
     """Narrow [low, high] to the m for which x0 + m step lies safely inside [0, n - 1) (by one sample)."""
-    if step > 0:
-        return max(low, int(math.ceil(-x0 / step)) + 1), min(high, int(math.floor((n - 1 - x0) / step)) - 1)
-    if step < 0:
-        return max(low, int(math.ceil((n - 1 - x0) / step)) + 1), min(high, int(math.floor(-x0 / step)) - 1)
-    if 0.0 <= x0 < n - 1:
+    if abs(step) > 1e-9:
+        first, last = -x0 / step, (n - 1 - x0) / step
+        if step < 0:
+            first, last = last, first
+        # compare as floats before converting: a nearly axis-parallel ray gives huge bounds
+        if first > low - 1:
+            low = int(math.ceil(min(first, high + 1.0))) + 1
+        if last < high + 1:
+            high = int(math.floor(max(last, low - 1.0))) - 1
+        return low, high
+    if 1e-3 <= x0 <= n - 1 - 1e-3:  # drifts by < 1e-9 per slice: stays inside for any volume size
         return low, high
     return 1, 0
 
 
 @njit(inline="always", cache=True)
-def _joseph_sample(mu, m, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc, stride_c):
-    """Bilinear value in slice m at (b0 + m step_b, c0 + m step_c), edges clamped."""
+def _joseph_edge_sample(mu, m, q_low, q_high, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc, stride_c):
+    """Slice m's share of the ray (in slices) times the bilinear value at (b0 + m step_b, c0 + m step_c).
+
+    For the samples near the ray's ends or the volume's sides: partial weights, edges clamped.
+    """
+    weight = min(m + 0.5, q_high) - max(m - 0.5, q_low)
+    if weight <= 0.0:
+        return 0.0
     ib, fb = _cell(b0 + m * step_b, nb)
     ic, fc = _cell(c0 + m * step_c, nc)
     next_b = stride_b if nb > 1 else 0
@@ -123,18 +159,25 @@ def _joseph_sample(mu, m, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc, st
     base = m * stride_a + ib * stride_b + ic * stride_c
     low = mu[base] + fb * (mu[base + next_b] - mu[base])
     high = mu[base + next_c] + fb * (mu[base + next_c + next_b] - mu[base + next_c])
-    return low + fc * (high - low)
+    return weight * (low + fc * (high - low))
 
 
 @njit(inline="always", cache=True)
-def _joseph(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1):
+def _joseph(mu, mu_along, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1):
     """Joseph's method; returns the integral per unit t (multiply by the ray's world length).
 
-    The samples whose bilinear footprint lies inside the slice and whose weight is a whole slice take a
-    branch-free loop; the few others (ray ends, volume edges) take the careful one.
+    ``mu`` is the flat (nz, ny, nx) volume and ``mu_along`` the three axis-fastest copies, each an empty
+    array where it was not made (then ``mu`` is read). The samples whose bilinear footprint lies inside the
+    slice and whose weight is a whole slice take a branch-free loop; the few others (ray ends, volume edges)
+    take the careful one.
     """
-    (sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first,
-     m_last) = _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1)
+    axis = _dominant(dx, dy, dz)
+    copy = mu_along[axis]
+    along_fastest = copy.size > 0
+    if along_fastest:
+        mu = copy
+    (axis, sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first,
+     m_last) = _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1, along_fastest)
     step_b = db / da
     step_c = dc / da
     b0 = sb - sa * step_b  # b coordinate of the ray in slice m is b0 + m step_b
@@ -144,23 +187,33 @@ def _joseph(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1):
     if fast_first > fast_last:
         fast_first, fast_last = m_last + 1, m_last
     total = 0.0
-    for m in range(fast_first, fast_last + 1):
-        xb = b0 + m * step_b
-        xc = c0 + m * step_c
+    # unsigned offsets spare numba's negative-index wrap-around test on every read (they are >= 0 here)
+    next_b, next_c = np.uint64(stride_b), np.uint64(stride_c)
+    xb = b0 + fast_first * step_b
+    xc = c0 + fast_first * step_c
+    offset_a = fast_first * stride_a
+    for _ in range(fast_first, fast_last + 1):
         ib = int(xb)
         ic = int(xc)
         fb = xb - ib
         fc = xc - ic
-        base = m * stride_a + ib * stride_b + ic * stride_c
-        low = mu[base] + fb * (mu[base + stride_b] - mu[base])
-        high = mu[base + stride_c] + fb * (mu[base + stride_c + stride_b] - mu[base + stride_c])
+        base = np.uint64(offset_a + ib * stride_b + ic * stride_c)
+        v00 = mu[base]
+        v10 = mu[base + next_b]
+        v01 = mu[base + next_c]
+        v11 = mu[base + next_c + next_b]
+        low = v00 + fb * (v10 - v00)
+        high = v01 + fb * (v11 - v01)
         total += low + fc * (high - low)
-    for m in range(m_first, m_last + 1):
-        if fast_first <= m <= fast_last:
-            continue
-        weight = min(m + 0.5, q_high) - max(m - 0.5, q_low)
-        if weight > 0.0:
-            total += weight * _joseph_sample(mu, m, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc, stride_c)
+        xb += step_b
+        xc += step_c
+        offset_a += stride_a
+    for m in range(m_first, min(fast_first, m_last + 1)):
+        total += _joseph_edge_sample(mu, m, q_low, q_high, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc,
+                                     stride_c)
+    for m in range(max(fast_last + 1, m_first), m_last + 1):
+        total += _joseph_edge_sample(mu, m, q_low, q_high, stride_a, b0, step_b, nb, stride_b, c0, step_c, nc,
+                                     stride_c)
     return total / abs(da)
 
 
@@ -236,14 +289,16 @@ def _siddon(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1):
 
 
 @njit(parallel=True, fastmath=True, cache=True)
-def line_integrals(mu, shape_zyx, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_mm, origin_mm,
-                   col_step_mm, row_step_mm, field, method, step, out):
+def line_integrals(mu, mu_along, shape_zyx, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_mm,
+                   origin_mm, col_step_mm, row_step_mm, field, method, step, out):
     """Fill ``out`` (rows, cols) with the line integral from the source to every pixel centre.
 
     Parameters
     ----------
     mu : float32 array, flat, C order of (nz, ny, nx)
         Linear attenuation in 1/mm.
+    mu_along : tuple of three float32 arrays
+        :func:`axis_fastest_copy` of ``mu`` for axes i, j, k, or an empty array for an axis without a copy.
     shape_zyx : int64 array (3,)
     source_ijk, origin_ijk, col_step_ijk, row_step_ijk : float64 arrays (3,)
         Source, centre of pixel (0, 0), and the steps to the next column and row, in continuous (i, j, k).
@@ -277,7 +332,7 @@ def line_integrals(mu, shape_zyx, source_ijk, origin_ijk, col_step_ijk, row_step
                     out[r, c] = 0.0
                     continue
                 if method == _JOSEPH:
-                    value = _joseph(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1)
+                    value = _joseph(mu, mu_along, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1)
                 elif method == _TRILINEAR:
                     value = _trilinear(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1, step)
                 else:
@@ -315,8 +370,8 @@ def label_path_lengths(channels, shape_zyx, source_ijk, origin_ijk, col_step_ijk
 
 @njit(inline="always", cache=True)
 def _label_ray(channels, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1, length_mm, out, r, c):
-    (sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first,
-     m_last) = _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1)
+    (_, sa, da, stride_a, sb, db, nb, stride_b, sc, dc, nc, stride_c, q_low, q_high, m_first,
+     m_last) = _slices(sx, sy, sz, dx, dy, dz, nx, ny, nz, t0, t1, False)
     mm_per_slice = length_mm / abs(da)
     for m in range(m_first, m_last + 1):
         weight = min(m + 0.5, q_high) - max(m - 0.5, q_low)

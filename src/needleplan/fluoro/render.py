@@ -21,6 +21,9 @@ from .needles import needle_chords_mm
 from .rays import DetectorRays
 
 _MAX_LABEL_ID = 65535
+#: Default exposure and display: exact noise-free intensities, window from the image's own percentiles.
+NOISE_FREE = Exposure()
+AUTO_WINDOW = Display()
 
 
 class Keypoint(NamedTuple):
@@ -98,8 +101,8 @@ def render(
     method: str = "joseph",
     step_voxels: float = 1.0,
     energy_kev: float = FLUORO_EFFECTIVE_KEV,
-    exposure: Exposure = Exposure(),
-    display: Display = Display(),
+    exposure: Exposure = NOISE_FREE,
+    display: Display = AUTO_WINDOW,
     backend: str = "cpu",
 ) -> Fluoro:
     """Render simulated fluoroscopy (a digitally reconstructed radiograph) of a CT volume.

@@ -94,23 +94,23 @@ def _slice_dataset(
     ds.Manufacturer = "needleplan"
     for tag, value in ANONYMOUS_PATIENT.items():
         setattr(ds, tag, value)
-    ds.ImagePositionPatient = [_ds(v) for v in position]
-    ds.ImageOrientationPatient = [_ds(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
-    ds.PixelSpacing = [_ds(spacing_xy[1]), _ds(spacing_xy[0])]  # (row spacing = along j, column spacing = along i)
+    ds.ImagePositionPatient = [decimal_string(v) for v in position]
+    ds.ImageOrientationPatient = [decimal_string(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+    ds.PixelSpacing = [decimal_string(spacing_xy[1]), decimal_string(spacing_xy[0])]  # (row spacing = along j, column spacing = along i)
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated = ds.BitsStored = 16
     ds.HighBit = 15
     ds.PixelRepresentation = 1
-    ds.RescaleSlope = _ds(slope)
-    ds.RescaleIntercept = _ds(intercept)
+    ds.RescaleSlope = decimal_string(slope)
+    ds.RescaleIntercept = decimal_string(intercept)
     ds.RescaleType = "HU"
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
     return ds
 
 
-def _ds(value: float) -> str:
+def decimal_string(value: float) -> str:
     """A decimal string of at most 16 characters, as DICOM's DS requires."""
     text = f"{float(value):.10g}"
     if len(text) > 16:
@@ -128,5 +128,5 @@ def _to_int16(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
     slope = max((high - low) / 65000.0, 1e-6)
     intercept = low + 32500.0 * slope
     stored = np.rint((np.asarray(voxels, dtype=np.float64) - intercept) / slope)
-    return np.clip(stored, -32768, 32767).astype(np.int16), float(_ds(slope)), float(_ds(intercept))
+    return np.clip(stored, -32768, 32767).astype(np.int16), float(decimal_string(slope)), float(decimal_string(intercept))
 
