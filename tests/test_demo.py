@@ -20,3 +20,11 @@ def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["seed"] == 0
     for name in ("sagittal", "axial_L4", "coronal"):
         assert (tmp_path / "out" / f"preview_{name}.png").stat().st_size > 1000
+    shots = first["fluoro"]
+    assert set(shots) == {"AP", "coaxial", "lateral"}
+    assert shots["coaxial"]["needle_is_a_dot"] and not shots["AP"]["needle_is_a_dot"]
+    for name in shots:
+        assert shots[name]["needle_tip_visible"]
+        assert (tmp_path / "out" / f"fluoro_{name}.png").stat().st_size > 1000
+        geometry = json.loads((tmp_path / "out" / f"fluoro_{name}.png.json").read_text())
+        assert len(geometry["projection_matrix"]) == 3

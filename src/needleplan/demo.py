@@ -1,4 +1,5 @@
-"""The quick-start job on the built-in phantom: build it, write it as DICOM, load it back, check what was found.
+"""The quick-start job on the built-in phantom: build it, write it as DICOM, load it back, check what was found,
+and take simulated fluoroscopy shots of a needle aimed at the left L4 foramen.
 
 Run as ``python -m needleplan.demo [OUT]`` (``scripts/demo.sh`` does). Everything goes to ``OUT`` (default
 ``demo-out``). A rerun reuses the phantom written by an earlier run when its ground truth matches.
@@ -16,7 +17,9 @@ import SimpleITK as sitk
 
 from . import load
 from .errors import NeedleplanError
+from .fluoro import CArm, render, write_geometry_json, write_image
 from .io.atomic import atomic_file
+from .needle import Needle
 from .phantoms import VERTEBRA_LABELS, PhantomCase, phantom
 from .volume import Volume
 
@@ -46,6 +49,10 @@ def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
         print(f"  {level}: " + ", ".join(f"{name} {'ok' if ok else 'WRONG'}" for name, ok in found.items()))
     previews = _previews(ct, case, out)
     print(f"  previews: {', '.join(str(p) for p in previews)}")
+    start = time.perf_counter()
+    shots = _fluoro_shots(ct, case, out)
+    print(f"  simulated fluoroscopy in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{name} ({shot['pose']})" for name, shot in shots.items()))
 
     summary = {
         "seed": seed,
@@ -53,10 +60,12 @@ def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
                "hu_range": [int(ct.voxels.min()), int(ct.voxels.max())]},
         "round_trip": {"voxels_identical": same_voxels, "max_affine_difference": geometry_error_mm},
         "landmarks_on_expected_labels": checks,
+        "fluoro": shots,
     }
     with atomic_file(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
-    ok = same_voxels and geometry_error_mm < 1e-4 and all(all(c.values()) for c in checks.values())
+    ok = (same_voxels and geometry_error_mm < 1e-4 and all(all(c.values()) for c in checks.values())
+          and all(shot["needle_tip_visible"] for shot in shots.values()) and shots["coaxial"]["needle_is_a_dot"])
     print(f"demo {'passed' if ok else 'FOUND PROBLEMS'}: results in {out}/")
     summary["ok"] = ok
     return summary
@@ -115,6 +124,30 @@ def _previews(ct: Volume, case: PhantomCase, out: Path) -> list[Path]:
             sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(scaled)), str(tmp))
         paths.append(path)
     return paths
+
+
+def _fluoro_shots(ct: Volume, case: PhantomCase, out: Path) -> dict[str, dict]:
+    """AP, needle's-eye (coaxial) and lateral shots of a 22 G needle aimed at the left L4 foramen.
+
+    The needle here is a fixed demonstration (80 mm, from posterolateral), not a plan. Each shot is written as
+    a PNG with its geometry sidecar; the checks are that the needle tip projects inside every image and that
+    in the coaxial view tip and hub land on the same spot (the needle is seen as a dot).
+    """
+    target = np.asarray(case.landmarks["L4"]["foramen_left"])
+    needle = Needle.from_direction(target, [-0.45, -0.88, -0.15], 80.0, gauge=22, name="demo needle")
+    center = case.landmarks["L4"]["body_centroid"]
+    views = {"AP": CArm.ap(isocenter=center), "coaxial": CArm.coaxial(needle.direction, isocenter=target),
+             "lateral": CArm.lateral("left", isocenter=center)}
+    shots = {}
+    for name, carm in views.items():
+        fluoro = render(ct, carm, needles=[needle])
+        path = write_image(fluoro, out / f"fluoro_{name}.png")
+        write_geometry_json(fluoro, out / f"fluoro_{name}.png.json")
+        tip, hub = fluoro.keypoints["demo needle.tip"], fluoro.keypoints["demo needle.hub"]
+        shots[name] = {"file": path.name, "pose": fluoro.carm.describe(), "needle_tip_visible": tip.visible,
+                       "tip_px": [round(tip.col, 2), round(tip.row, 2)],
+                       "needle_is_a_dot": bool(np.hypot(tip.col - hub.col, tip.row - hub.row) < 1.0)}
+    return shots
 
 
 def main(argv: list[str] | None = None) -> int:

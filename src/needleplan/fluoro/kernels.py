@@ -14,7 +14,10 @@ Three ways to walk a ray:
   of the piecewise-constant volume. The reference.
 
 Rays are processed in square tiles of neighbouring pixels, one tile per task, so that consecutive rays read
-the same cache lines; tiles are spread over threads with ``numba.prange``. Pixels outside ``field`` are NaN.
+the same cache lines; tiles are spread over threads with ``numba.prange``. Joseph's walk reads a copy of the
+volume in which its dominant axis varies fastest (:func:`axis_fastest_copy`, made once per volume and axis by
+the backend), so each of its four interpolation neighbours is a contiguous run along the ray. Pixels outside
+``field`` are NaN.
 """
 
 from __future__ import annotations
