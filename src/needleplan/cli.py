@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import warnings
@@ -16,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import NeedleplanError, NeedleplanWarning, describe_path
+from .errors import NeedleplanError, describe_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +39,9 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _parser() -> argparse.ArgumentParser:
     from .attenuation import FLUORO_EFFECTIVE_KEV
+    from .fluoro.carm import CArm
+
+    carm_defaults = {field.name: field.default for field in dataclasses.fields(CArm)}
 
     parser = argparse.ArgumentParser(
         prog="needleplan", description="Planning and simulated fluoroscopy for spine pain procedures."
@@ -83,11 +85,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="LPS mm point the central ray passes through (default: the volume's centre)")
     pose.add_argument("--size", type=int, default=512, metavar="N", help="detector pixels per side, 16-4096 "
                       "(default 512)")
-    pose.add_argument("--sid", type=float, default=1000.0, metavar="MM", help="source to detector (default 1000)")
-    pose.add_argument("--sod", type=float, default=600.0, metavar="MM",
-                      help="source to isocentre, below --sid (default 600)")
-    pose.add_argument("--detector-mm", type=float, default=300.0, metavar="MM",
-                      help="side of the square detector (default 300)")
+    pose.add_argument("--sid", type=float, default=carm_defaults["source_to_detector_mm"], metavar="MM",
+                      help="source to detector (default %(default)g)")
+    pose.add_argument("--sod", type=float, default=carm_defaults["source_to_isocenter_mm"], metavar="MM",
+                      help="source to isocentre, below --sid (default %(default)g)")
+    pose.add_argument("--detector-mm", type=float, default=carm_defaults["detector_size_mm"], metavar="MM",
+                      help="side of the square detector (default %(default)g)")
     pose.add_argument("--collimator-mm", type=float, default=None, metavar="MM",
                       help="diameter of a circular field on the detector (default: none, the whole detector)")
     image = render.add_argument_group("image")
@@ -152,6 +155,7 @@ def _render(args: argparse.Namespace) -> int:
         write_image,
     )
     from .io import load
+    from .needle import read_needles
 
     image_format(args.out, bits=args.bits, quantity=args.quantity)  # a bad OUT fails before any work
     _check_render_args(args)
@@ -162,7 +166,7 @@ def _render(args: argparse.Namespace) -> int:
         display = Display(window=tuple(args.window) if args.window else None, gamma=args.gamma, invert=args.invert)
     except ValueError as exc:
         raise NeedleplanError(str(exc)) from None
-    needles = _read_needles(args.needle_from) if args.needle_from is not None else []
+    needles = read_needles(args.needle_from) if args.needle_from is not None else []
     volume = load(args.path, series=args.series, resample=args.resample)
     fluoro = render(volume, carm, size=args.size, needles=needles, method=args.method, energy_kev=args.energy_kev,
                     display=display)
@@ -202,55 +206,6 @@ def _check_render_args(args: argparse.Namespace) -> None:
     if out == source or source in out.parents:
         raise NeedleplanError(f"will not write {describe_path(args.out)} inside the input "
                               f"{describe_path(args.path)}; choose an output outside it")
-
-
-def _read_needles(path: Path) -> list:
-    """Needles from a JSON file: {"needle": {...}}, {"needles": [{...}, ...]} or a bare list."""
-    from .needle import Needle
-
-    where = describe_path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NeedleplanError(f"needle file {where} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise NeedleplanError(f"cannot read needle file {where}: {getattr(exc, 'strerror', None) or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise NeedleplanError(f"needle file {where} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                              f"column {exc.colno}") from None
-    if isinstance(data, dict) and "needles" in data:
-        items = data["needles"]
-    elif isinstance(data, dict) and "needle" in data:
-        items = [data["needle"]]
-    else:
-        items = data
-    if not isinstance(items, list):
-        raise NeedleplanError(f'needle file {where} must hold {{"needle": {{...}}}}, {{"needles": [...]}} or a '
-                              "list of needles (each with tip_mm and hub_mm)")
-    if not items:
-        raise NeedleplanError(f"needle file {where} holds no needles")
-    needles = []
-    for number, item in enumerate(items, start=1):
-        try:
-            needles.append(Needle.from_dict(item))
-        except ValueError as exc:
-            raise NeedleplanError(f"needle file {where}, needle {number}: {exc}") from None
-    return _unique_names(needles)
-
-
-def _unique_names(needles: list) -> list:
-    """Rename repeated needle names ("needle", "needle-2", ...) so that their keypoints stay apart."""
-    seen: dict[str, int] = {}
-    unique = []
-    for needle in needles:
-        count = seen[needle.name] = seen.get(needle.name, 0) + 1
-        if count > 1:
-            renamed = f"{needle.name}-{count}"
-            warnings.warn(f"two needles are named {needle.name!r}; calling the second one {renamed!r}",
-                          NeedleplanWarning, stacklevel=2)
-            needle = dataclasses.replace(needle, name=renamed)
-        unique.append(needle)
-    return unique
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from .errors import NeedleplanError, NeedleplanWarning, describe_path
 
 #: Outer diameter in mm of hypodermic and spinal needles by Birmingham gauge (ISO 9626 nominal values).
 GAUGE_OUTER_DIAMETER_MM = {
@@ -101,3 +107,55 @@ class Needle:
             return cls(data["tip_mm"], data["hub_mm"], int(data.get("gauge", 22)), str(data.get("name", "needle")))
         except (TypeError, ValueError) as error:
             raise ValueError(f"bad needle {data!r}: {error}") from None
+
+
+def read_needles(path: str | Path) -> list[Needle]:
+    """Needles from a JSON file: {"needle": {...}} (a plan), {"needles": [{...}, ...]} or a bare list.
+
+    Each needle is in :meth:`Needle.to_dict` form. Repeated names get "-2", "-3" with a warning, so that their
+    keypoints stay apart. Raises NeedleplanError naming the file and what is wrong with it.
+    """
+    path = Path(path)
+    where = describe_path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NeedleplanError(f"needle file {where} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NeedleplanError(f"cannot read needle file {where}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise NeedleplanError(f"needle file {where} is not valid JSON: {exc.msg} at line {exc.lineno} "
+                              f"column {exc.colno}") from None
+    if isinstance(data, dict) and "needles" in data:
+        items = data["needles"]
+    elif isinstance(data, dict) and "needle" in data:
+        items = [data["needle"]]
+    else:
+        items = data
+    if not isinstance(items, list):
+        raise NeedleplanError(f'needle file {where} must hold {{"needle": {{...}}}}, {{"needles": [...]}} or a '
+                              "list of needles (each with tip_mm and hub_mm)")
+    if not items:
+        raise NeedleplanError(f"needle file {where} holds no needles")
+    needles = []
+    for number, item in enumerate(items, start=1):
+        try:
+            needles.append(Needle.from_dict(item))
+        except ValueError as exc:
+            raise NeedleplanError(f"needle file {where}, needle {number}: {exc}") from None
+    return _unique_names(needles)
+
+
+def _unique_names(needles: list[Needle]) -> list[Needle]:
+    """Rename repeated needle names ("needle", "needle-2", ...) so that their keypoints stay apart."""
+    seen: dict[str, int] = {}
+    unique = []
+    for needle in needles:
+        count = seen[needle.name] = seen.get(needle.name, 0) + 1
+        if count > 1:
+            renamed = f"{needle.name}-{count}"
+            warnings.warn(f"two needles are named {needle.name!r}; calling the second one {renamed!r}",
+                          NeedleplanWarning, stacklevel=2)
+            needle = dataclasses.replace(needle, name=renamed)
+        unique.append(needle)
+    return unique
