@@ -84,8 +84,10 @@ def exact_box_integrals(carm: CArm, corners_mm: np.ndarray) -> np.ndarray:
 
 
 OBLIQUE = Rotation.from_euler("zyx", [20, -15, 10], degrees=True).as_matrix()
+GANTRY_TILT_15 = np.array([[1.0, 0, 0], [0, 1, 0], [0, np.sin(np.radians(15)), np.cos(np.radians(15))]]).T
 DIRECTIONS = {"LPS": np.eye(3), "RAS": np.diag([-1.0, -1.0, 1.0]),
-              "PIR": np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0.0]]).T, "oblique": OBLIQUE}
+              "PIR": np.array([[0, 0, -1], [1, 0, 0], [0, -1, 0.0]]).T, "oblique": OBLIQUE,
+              "sheared (gantry tilt)": GANTRY_TILT_15}
 
 
 @pytest.mark.parametrize("storage", list(DIRECTIONS))
