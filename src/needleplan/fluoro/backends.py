@@ -51,7 +51,7 @@ class CpuBackend:
         if key not in self._copies or self._copies[key][0]() is not mu:
             self._copies[key] = (weakref.ref(mu, lambda _, key=key: self._copies.pop(key, None)), {})
         copies = self._copies[key][1]
-        for axis in dominant_axes(rays, mu.shape) - {0} - set(copies):  # axis 0 is fastest already
+        for axis in dominant_axes(rays) - {0} - set(copies):  # axis 0 is fastest already
             copies[axis] = kernels.axis_fastest_copy(np.asarray(mu, dtype=np.float32), axis)
         return tuple(copies.get(axis, _NONE) for axis in range(3))
 
@@ -62,7 +62,7 @@ class CpuBackend:
         return out
 
 
-def dominant_axes(rays: DetectorRays, shape_zyx: tuple[int, int, int]) -> set[int]:
+def dominant_axes(rays: DetectorRays) -> set[int]:
     """Index axes (0 = i, 1 = j, 2 = k) along which the rays of the field move most.
 
     Looked at on every 8th row and column plus the last ones: a ray whose axis was missed still renders

@@ -29,7 +29,7 @@ from numba import njit, prange
 
 TILE = 16
 METHODS = ("joseph", "trilinear", "siddon")
-_JOSEPH, _TRILINEAR, _SIDDON = 0, 1, 2
+_JOSEPH, _TRILINEAR = 0, 1  # and 2: Siddon, the remaining case
 
 
 @njit(inline="always", cache=True)
