@@ -60,7 +60,6 @@ class Volume:
         self._inverse.flags.writeable = False
         self.modality = modality
         self.metadata: dict[str, Any] = dict(metadata or {})
-        self._mu_cache: dict[tuple[float, float], np.ndarray] = {}
         self._derived: dict[Any, Any] = {}
 
     # ---- geometry -------------------------------------------------------------------------------------------
@@ -170,12 +169,12 @@ class Volume:
 
         See :func:`needleplan.attenuation.hu_to_mu` for the model. Only CT volumes have one.
         """
-        key = (float(mu_water_per_mm), float(bone_scale))
-        if key not in self._mu_cache:
-            mu = hu_to_mu(self.hu, mu_water_per_mm, bone_scale)
+        def compute(volume: Volume) -> np.ndarray:
+            mu = hu_to_mu(volume.hu, mu_water_per_mm, bone_scale)
             mu.flags.writeable = False
-            self._mu_cache[key] = mu
-        return self._mu_cache[key]
+            return mu
+
+        return self.derived(("attenuation", float(mu_water_per_mm), float(bone_scale)), compute)
 
     def derived(self, key: Any, compute: Callable[["Volume"], Any]) -> Any:
         """``compute(self)``, computed on the first call for ``key`` and remembered (voxels never change).
