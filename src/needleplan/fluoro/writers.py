@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import NeedleplanError, describe_path
 from ..io.atomic import atomic_file
-from ..io.dicom_write import ANONYMOUS_PATIENT, decimal_string
+from ..io.dicom_write import decimal_string, new_dataset
 from .carm import CArm
 from .render import Fluoro
 
@@ -184,8 +184,7 @@ def fluoro_dataset(fluoro: Fluoro):
     of :func:`dicom_positioner_angles`), VOI LUT (full-range window) and SOP Common. The full
     geometry and projection matrix are in ImageComments (:func:`geometry_text`).
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import generate_uid
 
     from .. import __version__
 
@@ -196,19 +195,8 @@ def fluoro_dataset(fluoro: Fluoro):
     now = datetime.datetime.now(datetime.UTC)
     date, clock = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
 
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = XA_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    # SOP Common
-    ds.SOPClassUID = XA_IMAGE_STORAGE
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = new_dataset(XA_IMAGE_STORAGE)  # SOP Common, Patient (explicitly anonymous), Manufacturer
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, clock
-    # Patient: explicitly anonymous
-    for tag, value in ANONYMOUS_PATIENT.items():
-        setattr(ds, tag, value)
     # General Study
     ds.StudyInstanceUID = generate_uid()
     ds.StudyDate, ds.StudyTime = date, clock
@@ -223,7 +211,6 @@ def fluoro_dataset(fluoro: Fluoro):
     ds.SeriesDescription = f"fluoro {carm.describe()}"  # LO: at most 64 characters
     ds.PatientPosition = "HFP"
     # General Equipment
-    ds.Manufacturer = "needleplan"
     ds.SoftwareVersions = __version__
     # General Image
     ds.InstanceNumber = 1

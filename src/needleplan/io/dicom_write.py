@@ -81,22 +81,13 @@ def _slice_dataset(
     slope: float,
     intercept: float,
 ) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = new_dataset(CTImageStorage)
     ds.Modality = "CT"
     ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
-    ds.Manufacturer = "needleplan"
-    for tag, value in ANONYMOUS_PATIENT.items():
-        setattr(ds, tag, value)
     ds.ImagePositionPatient = [decimal_string(v) for v in position]
     ds.ImageOrientationPatient = [decimal_string(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
-    ds.PixelSpacing = [decimal_string(spacing_xy[1]), decimal_string(spacing_xy[0])]  # (row spacing = along j, column spacing = along i)
+    # (row spacing = along j, column spacing = along i)
+    ds.PixelSpacing = [decimal_string(spacing_xy[1]), decimal_string(spacing_xy[0])]
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -107,6 +98,26 @@ def _slice_dataset(
     ds.RescaleIntercept = decimal_string(intercept)
     ds.RescaleType = "HU"
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<i2").tobytes()
+    return ds
+
+
+def new_dataset(sop_class_uid: str) -> Dataset:
+    """A new explicit-VR little-endian dataset of the given SOP class.
+
+    It has a fresh SOP instance UID with matching file meta, the anonymous patient identity
+    (:data:`ANONYMOUS_PATIENT`) and "needleplan" as the manufacturer: the part every file we write shares.
+    """
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    for tag, value in ANONYMOUS_PATIENT.items():
+        setattr(ds, tag, value)
+    ds.Manufacturer = "needleplan"
     return ds
 
 
@@ -128,5 +139,6 @@ def _to_int16(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
     slope = max((high - low) / 65000.0, 1e-6)
     intercept = low + 32500.0 * slope
     stored = np.rint((np.asarray(voxels, dtype=np.float64) - intercept) / slope)
-    return np.clip(stored, -32768, 32767).astype(np.int16), float(decimal_string(slope)), float(decimal_string(intercept))
+    stored = np.clip(stored, -32768, 32767).astype(np.int16)
+    return stored, float(decimal_string(slope)), float(decimal_string(intercept))
 
