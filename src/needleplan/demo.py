@@ -18,6 +18,7 @@ import SimpleITK as sitk
 from . import load
 from .errors import NeedleplanError
 from .fluoro import CArm, render, write_geometry_json, write_image
+from .fluoro.writers import sidecar_path
 from .io.atomic import atomic_file
 from .needle import Needle
 from .phantoms import VERTEBRA_LABELS, PhantomCase, phantom
@@ -142,7 +143,7 @@ def _fluoro_shots(ct: Volume, case: PhantomCase, out: Path) -> dict[str, dict]:
     for name, carm in views.items():
         fluoro = render(ct, carm, needles=[needle])
         path = write_image(fluoro, out / f"fluoro_{name}.png")
-        write_geometry_json(fluoro, out / f"fluoro_{name}.png.json")
+        write_geometry_json(fluoro, sidecar_path(path))
         tip, hub = fluoro.keypoints["demo needle.tip"], fluoro.keypoints["demo needle.hub"]
         shots[name] = {"file": path.name, "pose": fluoro.carm.describe(), "needle_tip_visible": tip.visible,
                        "tip_px": [round(tip.col, 2), round(tip.row, 2)],

@@ -16,8 +16,10 @@ def needle_chords_mm(carm: CArm, needles: Sequence[Needle]) -> np.ndarray:
     Each needle is a solid cylinder (outer diameter from its gauge) with flat ends at the hub and the tip. The
     ray runs from the source to the pixel centre; a ray along the needle's axis gets the whole needle length.
     """
-    source, directions = carm.pixel_rays()
-    ray_length = np.linalg.norm(carm.pixel_centers_mm() - source, axis=-1)
+    source = carm.source_mm
+    rays = carm.pixel_centers_mm() - source
+    ray_length = np.linalg.norm(rays, axis=-1)
+    directions = rays / ray_length[..., None]
     out = np.zeros((len(needles), *directions.shape[:2]))
     for index, needle in enumerate(needles):
         out[index] = _cylinder_chords(source, directions, ray_length, needle)
