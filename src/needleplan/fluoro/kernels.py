@@ -116,6 +116,14 @@ def _dominant(dx, dy, dz):
 
 
 @njit(inline="always", cache=True)
+def _tile_box(tile, tiles_across, rows, cols):
+    """First row, end row, first column and end column of square tile number ``tile`` (row-major tiles)."""
+    row0 = (tile // tiles_across) * TILE
+    col0 = (tile % tiles_across) * TILE
+    return row0, min(row0 + TILE, rows), col0, min(col0 + TILE, cols)
+
+
+@njit(inline="always", cache=True)
 def _pixel_ray(r, c, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_mm, origin_mm, col_step_mm,
                row_step_mm):
     """Direction (index units, source to pixel centre) and world length of the ray to pixel (r, c)."""
@@ -326,12 +334,10 @@ def line_integrals(mu, mu_along, shape_zyx, source_ijk, origin_ijk, col_step_ijk
     nz, ny, nx = shape_zyx[0], shape_zyx[1], shape_zyx[2]
     rows, cols = out.shape
     tiles_across = (cols + TILE - 1) // TILE
-    tiles = tiles_across * ((rows + TILE - 1) // TILE)
-    for tile in prange(tiles):
-        row0 = (tile // tiles_across) * TILE
-        col0 = (tile % tiles_across) * TILE
-        for r in range(row0, min(row0 + TILE, rows)):
-            for c in range(col0, min(col0 + TILE, cols)):
+    for tile in prange(tiles_across * ((rows + TILE - 1) // TILE)):
+        row0, row_end, col0, col_end = _tile_box(tile, tiles_across, rows, cols)
+        for r in range(row0, row_end):
+            for c in range(col0, col_end):
                 if not field[r, c]:
                     out[r, c] = np.nan
                     continue
@@ -362,12 +368,10 @@ def label_path_lengths(channels, shape_zyx, source_ijk, origin_ijk, col_step_ijk
     nz, ny, nx = shape_zyx[0], shape_zyx[1], shape_zyx[2]
     _, rows, cols = out.shape
     tiles_across = (cols + TILE - 1) // TILE
-    tiles = tiles_across * ((rows + TILE - 1) // TILE)
-    for tile in prange(tiles):
-        row0 = (tile // tiles_across) * TILE
-        col0 = (tile % tiles_across) * TILE
-        for r in range(row0, min(row0 + TILE, rows)):
-            for c in range(col0, min(col0 + TILE, cols)):
+    for tile in prange(tiles_across * ((rows + TILE - 1) // TILE)):
+        row0, row_end, col0, col_end = _tile_box(tile, tiles_across, rows, cols)
+        for r in range(row0, row_end):
+            for c in range(col0, col_end):
                 if not field[r, c]:
                     continue
                 dx, dy, dz, length_mm = _pixel_ray(r, c, source_ijk, origin_ijk, col_step_ijk, row_step_ijk,
