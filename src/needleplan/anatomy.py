@@ -1,0 +1,280 @@
+"""Spine, Vertebra and their landmarks: the contract between segmentation and planning.
+
+A :class:`Spine` is what :func:`needleplan.segment` returns and what the planner reads. Every point and vector
+is in world (patient LPS) millimetres. Landmark names and shapes are the same as the phantom's ground truth
+(:attr:`needleplan.phantoms.PhantomCase.landmarks`), so a segmentation is scored against the phantom key by key.
+
+Per vertebra (``Vertebra.landmarks``; a key is absent when it could not be found, e.g. on MRI or at a cut edge):
+
+====================================  ===========================================================================
+``body_centroid``                     (3,) centre of the vertebral body
+``axes``                              {"left", "posterior", "superior"}: (3,) unit vectors of the vertebra's frame
+``superior_endplate``,                {"center": (3,), "normal": (3,) unit, pointing out of the body}
+``inferior_endplate``
+``canal_center``                      (3,) centre of the vertebral foramen at pedicle height
+``canal_outline``                     (N, 3) closed polygon of the vertebral foramen (first point repeated last)
+``pedicle_left``, ``pedicle_right``   {"center": (3,), "axis": (3,) unit, posterior-pointing, "narrowest_width_mm"}
+``sap_tip_<side>``                    (3,) tip of the superior articular process
+``iap_tip_<side>``                    (3,) tip of the inferior articular process
+``tp_tip_<side>``                     (3,) tip of the transverse process
+``sap_tp_junction_<side>``            (3,) where the SAP meets the TP's upper border (medial branch target)
+``spinous_tip``                       (3,) posterior tip of the spinous process
+``foramen_<side>``                    (3,) centre of the neural foramen below this vertebra's pedicle
+``exiting_root_<side>``               (K, 3) polyline of the modelled exiting nerve root (tube radius 3 mm)
+``medial_branch_<side>``              (K, 3) polyline of the modelled medial branch
+====================================  ===========================================================================
+
+Pelvis (``Spine.pelvis``): ``sacral_ala_<side>``, ``s1_posterior_foramen_<side>``, ``iliac_crest_top_<side>``,
+``psis_<side>``, ``si_joint_posterior_line_<side>`` and ``si_joint_anterior_line_<side>`` ((K, 3) polylines,
+superior to inferior), ``midline`` {"point", "normal"}.
+
+Label maps use VerSe ids (``VERSE_IDS``); the ilia get :data:`ILIUM_IDS`. :func:`to_totalseg` and
+:func:`from_totalseg` convert to and from TotalSegmentator v2 ``total`` ids.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import NeedleplanError
+from .volume import Volume
+
+#: VerSe vertebra ids: 1-7 C1-C7, 8-19 T1-T12, 20-25 L1-L6, 26 sacrum (named "S1" here), 28 T13.
+VERSE_IDS: dict[str, int] = {
+    **{f"C{n}": n for n in range(1, 8)},
+    **{f"T{n}": 7 + n for n in range(1, 13)},
+    **{f"L{n}": 19 + n for n in range(1, 7)},
+    "S1": 26,
+    "T13": 28,
+}
+VERSE_NAMES: dict[int, str] = {value: key for key, value in VERSE_IDS.items()}
+#: Label ids of the ilia in our label maps (not VerSe vertebrae; the phantom's structure ids).
+ILIUM_IDS: dict[str, int] = {"left": 60, "right": 61}
+#: TotalSegmentator v2 ``total`` ids of the same structures.
+TOTALSEG_IDS: dict[str, int] = {
+    "S1": 26, "L5": 27, "L4": 28, "L3": 29, "L2": 30, "L1": 31,
+    **{f"T{n}": 44 - n for n in range(1, 13)},
+    **{f"C{n}": 51 - n for n in range(1, 8)},
+}
+TOTALSEG_SACRUM = 25
+TOTALSEG_HIP_IDS: dict[str, int] = {"left": 77, "right": 78}
+#: Cranio-caudal order of the level names.
+LEVEL_ORDER: tuple[str, ...] = (
+    *(f"C{n}" for n in range(1, 8)), *(f"T{n}" for n in range(1, 13)), "T13", *(f"L{n}" for n in range(1, 7)), "S1",
+)
+SIDES: tuple[str, str] = ("left", "right")
+
+
+def _lookup(mapping: dict[int, int], labels: np.ndarray) -> np.ndarray:
+    table = np.zeros(max(256, int(labels.max(initial=0)) + 1), dtype=np.uint8)
+    for source, target in mapping.items():
+        table[source] = target
+    return table[labels.astype(np.int64, copy=False)]
+
+
+def to_totalseg(labels: np.ndarray) -> np.ndarray:
+    """VerSe ids (and :data:`ILIUM_IDS`) -> TotalSegmentator v2 ids; the sacrum becomes TS ``sacrum`` (25).
+
+    Ids without a TotalSegmentator counterpart (L6, T13) become 0.
+    """
+    mapping = {VERSE_IDS[name]: ts for name, ts in TOTALSEG_IDS.items() if name != "S1"}
+    mapping[VERSE_IDS["S1"]] = TOTALSEG_SACRUM
+    mapping.update({ILIUM_IDS[side]: TOTALSEG_HIP_IDS[side] for side in SIDES})
+    return _lookup(mapping, np.asarray(labels))
+
+
+def from_totalseg(labels: np.ndarray) -> np.ndarray:
+    """TotalSegmentator v2 ids -> VerSe ids: vertebrae, ``sacrum`` and ``vertebrae_S1`` (both -> 26), hips -> ilia.
+
+    Every other TotalSegmentator structure (organs, ribs, femurs...) becomes 0.
+    """
+    mapping = {ts: VERSE_IDS[name] for name, ts in TOTALSEG_IDS.items()}
+    mapping[TOTALSEG_SACRUM] = VERSE_IDS["S1"]
+    mapping.update({TOTALSEG_HIP_IDS[side]: ILIUM_IDS[side] for side in SIDES})
+    return _lookup(mapping, np.asarray(labels))
+
+
+def level_below(name: str) -> str | None:
+    """The next level caudally ("L5" -> "S1"), or None below the sacrum."""
+    index = LEVEL_ORDER.index(name)
+    return LEVEL_ORDER[index + 1] if index + 1 < len(LEVEL_ORDER) else None
+
+
+@dataclass
+class Vertebra:
+    """One identified vertebra (or the sacrum, named "S1").
+
+    Attributes
+    ----------
+    name : str
+        Level name ("L4"; "S1" for the sacrum).
+    label : int
+        Its VerSe id in ``Spine.labels``.
+    confidence : float
+        0-1: how sure the numbering is of this name (not of the mask).
+    landmarks : dict
+        World-mm landmarks, keys as in the module docstring.
+    notes : list of str
+        What was unusual or could not be found, in words.
+    """
+
+    name: str
+    label: int
+    confidence: float
+    landmarks: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.landmarks:
+            raise NeedleplanError(f"{self.name} has no landmark {key!r}; it has {sorted(self.landmarks)}")
+        return self.landmarks[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.landmarks
+
+
+@dataclass
+class Numbering:
+    """How the levels were named: the anchor used, a confidence and what was noticed (transitional anatomy...)."""
+
+    anchor: str
+    confidence: float
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Spine:
+    """A segmented spine: label map, vertebrae with landmarks, pelvis landmarks, body structures.
+
+    Attributes
+    ----------
+    labels : Volume
+        Label map on the image grid: VerSe ids for vertebrae (26 sacrum) and :data:`ILIUM_IDS` for the ilia.
+    vertebrae : dict of str to Vertebra
+        Found vertebrae, cranial to caudal.
+    pelvis : dict
+        Pelvic landmarks (module docstring); empty when the pelvis is out of view.
+    structures : Volume or None
+        Soft-tissue map on the image grid, ids :data:`STRUCTURE_IDS` (inside the body, bowel gas, canal, discs).
+    curve_mm : ndarray, shape (N, 3)
+        The spine curve through the vertebral canal, cranial to caudal.
+    numbering : Numbering
+    modality : str
+        "CT" or "MR".
+    engine : str
+        What made the masks ("classical", "totalsegmentator").
+    unavailable : dict of str to str
+        Landmarks this image cannot give, with the reason (e.g. MRI: cortical landmarks).
+    """
+
+    labels: Volume
+    vertebrae: dict[str, Vertebra]
+    pelvis: dict[str, Any] = field(default_factory=dict)
+    structures: Volume | None = None
+    curve_mm: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    numbering: Numbering = field(default_factory=lambda: Numbering("none", 0.0))
+    modality: str = "CT"
+    engine: str = "classical"
+    unavailable: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> Vertebra:
+        if name not in self.vertebrae:
+            found = ", ".join(self.vertebrae) or "none"
+            raise NeedleplanError(f"level {name!r} is not in this scan (found: {found})")
+        return self.vertebrae[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.vertebrae
+
+    def __iter__(self) -> Iterator[Vertebra]:
+        return iter(self.vertebrae.values())
+
+    @property
+    def levels(self) -> list[str]:
+        """Names of the found vertebrae, cranial to caudal."""
+        return list(self.vertebrae)
+
+    def landmarks(self) -> dict[str, Any]:
+        """All landmarks as one dict: level name -> landmarks, plus "pelvis"; the phantom's layout."""
+        out: dict[str, Any] = {v.name: v.landmarks for v in self}
+        if self.pelvis:
+            out["pelvis"] = self.pelvis
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description: numbering, vertebrae (landmarks in LPS mm), pelvis, curve, notes."""
+        return {
+            "frame": "LPS",
+            "units": "mm",
+            "modality": self.modality,
+            "engine": self.engine,
+            "numbering": {"anchor": self.numbering.anchor, "confidence": self.numbering.confidence,
+                          "notes": list(self.numbering.notes)},
+            "vertebrae": [
+                {"name": v.name, "label": v.label, "confidence": v.confidence, "notes": list(v.notes),
+                 "landmarks": _jsonable(v.landmarks)}
+                for v in self
+            ],
+            "pelvis": _jsonable(self.pelvis),
+            "curve_mm": _jsonable(self.curve_mm),
+            "unavailable": dict(self.unavailable),
+        }
+
+
+#: Ids of ``Spine.structures``.
+STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "canal": 30, "disc": 40}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return np.round(value.astype(np.float64), 3).tolist()
+    if isinstance(value, (np.floating, float)):
+        return round(float(value), 3)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def _arrays(value: Any) -> Any:
+    """Inverse of :func:`_jsonable` for landmarks: numeric lists become arrays."""
+    if isinstance(value, dict):
+        return {k: _arrays(v) for k, v in value.items()}
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in np.ravel(value)):
+        try:
+            return np.asarray(value, dtype=np.float64)
+        except ValueError:
+            return value
+    return value
+
+
+def landmarks_from_dict(data: dict[str, Any]) -> tuple[dict[str, Vertebra], dict[str, Any], Numbering]:
+    """Vertebrae, pelvis and numbering from :meth:`Spine.to_dict` output (e.g. a landmarks.json)."""
+    try:
+        vertebrae = {
+            item["name"]: Vertebra(item["name"], int(item["label"]), float(item["confidence"]),
+                                   _arrays(item["landmarks"]), list(item.get("notes", [])))
+            for item in data["vertebrae"]
+        }
+        numbering = Numbering(data["numbering"]["anchor"], float(data["numbering"]["confidence"]),
+                              list(data["numbering"].get("notes", [])))
+    except (KeyError, TypeError, ValueError) as error:
+        raise NeedleplanError(f"not a needleplan landmarks document: {error!r}") from error
+    return vertebrae, _arrays(data.get("pelvis", {})), numbering
+
+
+def read_landmarks(path: str | Path) -> tuple[dict[str, Vertebra], dict[str, Any], Numbering]:
+    """Read a landmarks JSON written by ``needleplan segment --landmarks``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise NeedleplanError(f"cannot read landmarks {path}: {error}") from error
+    return landmarks_from_dict(data)

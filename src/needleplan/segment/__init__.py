@@ -1,0 +1,46 @@
+"""Vertebra segmentation, numbering and landmarks: ``segment(volume) -> Spine``.
+
+The default engine is classical image analysis (no model weights, no network): bone and body masks with
+thresholds that adapt to the scan, a spine curve tracked through the vertebral canal, discs found on planes
+perpendicular to that curve, a marker-controlled watershed that splits the bone into vertebrae, sacrum and
+ilia, numbering anchored on the sacrum (or the last rib-bearing vertebra), and landmarks measured on each
+vertebra's own mask in its own frame. MRI gets the curve, discs, bodies and canal (:mod:`.mri`).
+"""
+
+from __future__ import annotations
+
+from ..anatomy import Spine
+from ..errors import NeedleplanError
+from ..volume import Volume
+
+__all__ = ["segment"]
+
+ENGINES = ("classical", "totalsegmentator")
+
+
+def segment(volume: Volume, *, engine: str = "classical") -> Spine:
+    """Find, number and measure the vertebrae of a spine CT or MRI.
+
+    Parameters
+    ----------
+    volume : Volume
+        A CT (HU) or MR volume; any orientation and spacing.
+    engine : {"classical", "totalsegmentator"}
+        What makes the bone masks. "totalsegmentator" needs the ``totalsegmentator`` package and its weights
+        installed; the landmarks are derived the same way.
+
+    Returns
+    -------
+    Spine
+    """
+    if engine not in ENGINES:
+        raise NeedleplanError(f"unknown segmentation engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if not isinstance(volume, Volume):
+        raise NeedleplanError(f"segment() needs a needleplan Volume (from npl.load), got {type(volume).__name__}")
+    if volume.modality == "MR":
+        from .mri import segment_mri
+
+        return segment_mri(volume)
+    from .ct import segment_ct
+
+    return segment_ct(volume, engine=engine)
