@@ -1,0 +1,192 @@
+"""The classical CT pipeline: tissue masks -> canal and spine curve -> discs -> watershed split -> numbering ->
+landmarks, all on a patient-aligned working grid, with the label map carried back to the scan's grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from ..anatomy import ILIUM_IDS, STRUCTURE_IDS, VERSE_IDS, Spine, Vertebra
+from ..errors import NeedleplanError
+from ..volume import Volume
+from .curve import SpineCurve, canal_mask, spine_curve
+from .discs import Disc, body_line, find_discs
+from .grid import to_scan_grid, work_grid, work_spacing_mm
+from .landmarks import foramen_and_root, vertebra_landmarks
+from .numbering import name_levels
+from .pelvis import pelvis_landmarks
+from .split import slab_index, split_bone
+from .tissue import SMOOTHING_MM, tissue_masks
+
+#: A piece of other bone touching a vertebra counts as a rib from this size, ml.
+MIN_RIB_ML = 1.0
+#: A piece of other bone touching the sacrum counts as ilium from this size, ml.
+MIN_ILIUM_ML = 20.0
+#: The lowest vertebra is the sacrum when it is at least this tall along the spine (mm) and touches an ilium.
+MIN_SACRUM_HEIGHT_MM = 40.0
+
+
+def _world(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _neighbours(labels: np.ndarray, label: int, reach: int = 2) -> dict[int, int]:
+    """Other labels within ``reach`` voxels of ``label``'s voxels, with the count of contact voxels."""
+    where = ndimage.find_objects((labels == label).astype(np.uint8))
+    if not where or where[0] is None:
+        return {}
+    box = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in where[0])
+    crop = labels[box]
+    grown = ndimage.binary_dilation(crop == label, iterations=reach)
+    found, counts = np.unique(crop[grown & (crop != label) & (crop > 0)], return_counts=True)
+    return dict(zip(found.tolist(), counts.tolist(), strict=True))
+
+
+def _frame(curve: SpineCurve, centroid: np.ndarray, above: Disc | None, below: Disc | None) -> tuple[np.ndarray,
+                                                                                                   np.ndarray]:
+    """Origin (nearest curve point) and axes (columns left, posterior, superior) of a vertebra."""
+    n = int(curve.nearest(centroid)[0])
+    normals = [d.normal for d in (above, below) if d is not None]
+    superior = np.mean(normals, axis=0) if normals else curve.superior[n]
+    superior = superior / np.linalg.norm(superior)
+    posterior = curve.posterior[n] - np.dot(curve.posterior[n], superior) * superior
+    posterior /= np.linalg.norm(posterior)
+    return curve.points_mm[n], np.column_stack([np.cross(posterior, superior), posterior, superior])
+
+
+def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
+    """Segment, number and measure the spine of a CT (see :func:`needleplan.segment.segment`)."""
+    if volume.modality not in ("CT",):
+        raise NeedleplanError(f"the CT pipeline needs a CT volume in HU, got modality {volume.modality!r}")
+    spacing = work_spacing_mm(volume)
+    work = work_grid(volume, spacing)
+    if min(work.shape) < 8:
+        raise NeedleplanError(f"this CT covers too little to hold a vertebra ({work.shape[::-1]} voxels of "
+                              f"{spacing:.2g} mm); segment a scan that shows at least one vertebra whole")
+    hu = work.voxels.astype(np.float32)
+    affine = work.index_to_world
+    tissue = tissue_masks(hu, spacing)
+    if not tissue.bone.any():
+        raise NeedleplanError("no bone found in this CT (nothing above the bone threshold inside the body); "
+                              "is it a CT in Hounsfield units?")
+    canal = canal_mask(tissue.bone_wide, hu, spacing, tissue.soft_peak_hu)
+    curve = spine_curve(canal, affine)
+    bone_f = tissue.bone.astype(np.float32)
+    line = body_line(bone_f, work.world_to_index, curve, spacing)
+    discs = find_discs(bone_f, work.world_to_index, line, spacing)
+    smooth = ndimage.gaussian_filter(hu, SMOOTHING_MM / spacing)
+    if engine == "totalsegmentator":
+        raise NeedleplanError("engine='totalsegmentator' is handled by segment(); this is the classical engine")
+    slabs, other_base = split_bone(tissue.bone, smooth, affine, curve, discs)
+
+    present = [k for k in range(1, other_base) if np.any(slabs == k)]
+    if not present:
+        raise NeedleplanError("the spine curve was found but no vertebra could be separated; "
+                              "the scan may be too coarse or cut too close to the spine")
+    voxel_ml = spacing**3 / 1000.0
+    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, line, voxel_ml) else None
+    ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, voxel_ml) if sacrum_slab else {}
+    ribs = [_has_ribs(slabs, k, other_base, set(ilium_of), voxel_ml) for k in present]
+    names, numbering = name_levels(len(present), sacrum_slab is not None, ribs)
+
+    verse = np.zeros(slabs.shape, dtype=np.uint8)
+    for k, name in zip(present, names, strict=True):
+        verse[slabs == k] = VERSE_IDS[name]
+    for piece, side in ilium_of.items():
+        verse[slabs == piece] = ILIUM_IDS[side]
+    labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
+                    {"source": "needleplan.segment", "convention": "verse"})
+
+    vertebrae = _vertebrae(slabs, present, names, ribs, numbering.confidence, discs, curve, canal, affine, spacing)
+    pelvis = pelvis_landmarks(verse, affine, vertebrae.get("S1")) if sacrum_slab else {}
+    structures = _structures(tissue, canal, discs, verse, affine, spacing)
+    return Spine(
+        labels=labels, vertebrae=vertebrae, pelvis=pelvis,
+        structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
+        curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="classical",
+        unavailable={"s1_posterior_foramen": "the posterior S1 foramina are not measured yet by the classical "
+                                             "engine"},
+    )
+
+
+def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
+               voxel_ml: float) -> bool:
+    """Whether the lowest vertebra is the sacrum: tall along the spine and touching a large piece of other bone."""
+    points = _world(np.argwhere(slabs == k), affine)
+    axis = line.superior[int(line.nearest(points.mean(axis=0)[None])[0])]
+    height = float(np.ptp(points @ axis))
+    touching = _neighbours(slabs, k)
+    big = [p for p in touching if p >= other_base and np.count_nonzero(slabs == p) * voxel_ml >= MIN_ILIUM_ML]
+    return height >= MIN_SACRUM_HEIGHT_MM and bool(big)
+
+
+def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, curve: SpineCurve,
+          voxel_ml: float) -> dict[int, str]:
+    """Pieces of other bone that touch the sacrum and are large: ilium id -> side."""
+    out: dict[int, str] = {}
+    for piece in _neighbours(slabs, sacrum):
+        if piece < other_base or np.count_nonzero(slabs == piece) * voxel_ml < MIN_ILIUM_ML:
+            continue
+        centre = _world(np.argwhere(slabs == piece), affine).mean(axis=0)
+        n = int(curve.nearest(centre[None])[0])
+        out[piece] = "left" if np.dot(centre - curve.points_mm[n], curve.left[n]) > 0 else "right"
+    return out
+
+
+def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], voxel_ml: float) -> bool:
+    for piece in _neighbours(slabs, k):
+        if piece >= other_base and piece not in ilia and np.count_nonzero(slabs == piece) * voxel_ml >= MIN_RIB_ML:
+            return True
+    return False
+
+
+def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: list[bool], confidence: float,
+               discs: list[Disc], curve: SpineCurve, canal: np.ndarray, affine: np.ndarray,
+               spacing: float) -> dict[str, Vertebra]:
+    canal_points = _world(np.argwhere(canal), affine)
+    canal_slab = slab_index(canal_points, discs) + 1
+    marks: dict[str, dict[str, Any]] = {}
+    out: dict[str, Vertebra] = {}
+    for k, name, rib in zip(present, names, ribs, strict=True):
+        points = _world(np.argwhere(slabs == k), affine)
+        above = discs[k - 2] if k >= 2 else None
+        below = discs[k - 1] if k - 1 < len(discs) else None
+        origin, axes = _frame(curve, points.mean(axis=0)[None], above, below)
+        found = vertebra_landmarks(points, canal_points[canal_slab == k], origin, axes, spacing,
+                                   is_sacrum=name == "S1")
+        notes = ["ribs articulate with it"] if rib else []
+        if above is None or below is None:
+            notes.append("cut by the edge of the scan or without a disc on one side: landmarks may be partial")
+        marks[name] = found
+        out[name] = Vertebra(name, VERSE_IDS[name], confidence, found, notes)
+    for upper, lower in zip(names[:-1], names[1:], strict=True):
+        for side in ("left", "right"):
+            marks[upper].update(foramen_and_root(marks[upper], marks[lower], side))
+    return out
+
+
+def _structures(tissue: Any, canal: np.ndarray, discs: list[Disc], verse: np.ndarray, affine: np.ndarray,
+                spacing: float) -> np.ndarray:
+    """Soft-tissue map on the working grid: body, gas, bone, canal, discs (:data:`STRUCTURE_IDS`)."""
+    out = np.zeros(verse.shape, dtype=np.uint8)
+    out[tissue.body] = STRUCTURE_IDS["body"]
+    out[tissue.gas] = STRUCTURE_IDS["bowel_gas"]
+    out[tissue.bone] = STRUCTURE_IDS["bone"]
+    out[canal] = STRUCTURE_IDS["canal"]
+    for disc in discs:
+        reach = 22.0 + disc.height_mm
+        lo = np.floor(np.linalg.inv(affine)[:3] @ np.append(disc.center_mm - reach, 1.0)).astype(int)
+        hi = np.ceil(np.linalg.inv(affine)[:3] @ np.append(disc.center_mm + reach, 1.0)).astype(int) + 1
+        lo, hi = np.maximum(lo, 0), np.minimum(hi, verse.shape[::-1])
+        box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        zyx = np.argwhere(np.ones(out[box].shape, dtype=bool)) + [lo[2], lo[1], lo[0]]
+        rel = _world(zyx, affine) - disc.center_mm
+        along = rel @ disc.normal
+        radial = np.linalg.norm(rel - along[:, None] * disc.normal, axis=1)
+        inside = (np.abs(along) <= 0.5 * disc.height_mm + 1.0) & (radial <= 20.0)
+        zyx = zyx[inside]
+        keep = ~tissue.bone[tuple(zyx.T)] & tissue.body[tuple(zyx.T)]
+        out[tuple(zyx[keep].T)] = STRUCTURE_IDS["disc"]
+    return out

@@ -1,0 +1,145 @@
+"""The spine curve: a smooth 3D line through the vertebral canal, with a frame at every point.
+
+The canal is the one long tube of fluid- or fat-density holes that the posterior arches enclose. Bone is first
+closed along the cranio-caudal axis so that the gaps between laminae and at the discs do not open the ring; the
+holes of each axial slice that are canal-sized and dark enough are kept; the longest chain of them through the
+slices is the canal. Its slice centroids, smoothed, give the curve. Nothing assumes a straight or centred spine:
+the curve follows lordosis and scoliosis, and a partial field of view gives a partial curve.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import NeedleplanError
+from .tissue import fill_holes_per_slice
+
+#: Cranio-caudal closing length (mm) that bridges interlaminar gaps and discs around the canal.
+BRIDGE_MM = 15.0
+#: Canal holes of successive vertebrae are linked across cranio-caudal gaps up to this long, mm.
+LINK_MM = 30.0
+#: Canal cross-section area range in an axial slice, mm^2 (lumbar canal ~150-300 mm^2; sacral canal smaller).
+CANAL_AREA_MM2 = (40.0, 1200.0)
+#: A canal hole is darker than the soft-tissue peak plus this (CSF 0-15 HU, epidural fat below 0).
+CANAL_ABOVE_SOFT_HU = 30.0
+#: Shortest canal that counts as a spine, mm.
+MIN_CANAL_MM = 30.0
+#: Smoothing of the canal centroids along the curve (Gaussian sigma, mm).
+SMOOTH_MM = 8.0
+_SLICE_2D = np.zeros((3, 3, 3), dtype=bool)
+_SLICE_2D[1] = ndimage.generate_binary_structure(2, 1)
+
+
+@dataclass(frozen=True)
+class SpineCurve:
+    """Samples of the spine curve, cranial to caudal, 1 mm apart, with a frame at each.
+
+    Attributes
+    ----------
+    points_mm : ndarray (N, 3)
+        World LPS points along the canal.
+    superior, posterior, left : ndarray (N, 3)
+        Unit frame vectors: the curve tangent pointing cranially, the patient's posterior direction made
+        perpendicular to it, and ``posterior x superior`` (the patient's left).
+    """
+
+    points_mm: np.ndarray
+    superior: np.ndarray
+    posterior: np.ndarray
+    left: np.ndarray
+
+    def nearest(self, points_mm: np.ndarray) -> np.ndarray:
+        """Index of the nearest curve sample to each point (M, 3) -> (M,)."""
+        points = np.atleast_2d(points_mm)
+        d2 = ((points[:, None, :] - self.points_mm[None, :, :]) ** 2).sum(axis=-1)
+        return np.argmin(d2, axis=1)
+
+    def frame(self, index: int) -> np.ndarray:
+        """3x3 matrix whose columns are left, posterior, superior at a sample."""
+        return np.column_stack([self.left[index], self.posterior[index], self.superior[index]])
+
+
+def frames_along(points_mm: np.ndarray) -> SpineCurve:
+    """Curve with frames from ordered points (cranial first)."""
+    tangent = -np.gradient(points_mm, axis=0)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    posterior = np.array([0.0, 1.0, 0.0]) - tangent[:, 1:2] * tangent
+    posterior /= np.linalg.norm(posterior, axis=1, keepdims=True)
+    left = np.cross(posterior, tangent)
+    return SpineCurve(points_mm, tangent, posterior, left)
+
+
+def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu: float) -> np.ndarray:
+    """The vertebral canal on an LPS-aligned isotropic grid ((z, y, x) arrays): the longest chain of canal holes."""
+    reach = max(1, int(round(0.5 * BRIDGE_MM / spacing_mm)))
+    z_line = np.zeros((2 * reach + 1, 3, 3), dtype=bool)
+    z_line[:, 1, 1] = True
+    closed = ndimage.binary_closing(bone, structure=z_line, border_value=0) | bone
+    closed = ndimage.binary_closing(closed, structure=_SLICE_2D, iterations=1) | closed
+    holes = fill_holes_per_slice(closed) & ~closed
+    labels, count = ndimage.label(holes, structure=_SLICE_2D)
+    if count == 0:
+        return np.zeros(bone.shape, dtype=bool)
+    index = np.arange(1, count + 1)
+    area = ndimage.sum(holes, labels, index) * spacing_mm**2
+    mean = ndimage.mean(hu, labels, index)
+    keep = (area >= CANAL_AREA_MM2[0]) & (area <= CANAL_AREA_MM2[1]) & (mean < soft_peak_hu + CANAL_ABOVE_SOFT_HU)
+    kept = np.concatenate([[False], keep])[labels]
+    # canal holes exist only where an arch closes the ring: chain them across the gaps between vertebrae
+    link = max(1, int(round(0.5 * LINK_MM / spacing_mm)))
+    z_link = np.zeros((2 * link + 1, 1, 1), dtype=bool)
+    z_link[:, 0, 0] = True
+    chains, chain_count = ndimage.label(ndimage.binary_dilation(kept, structure=z_link),
+                                        structure=np.ones((3, 3, 3), dtype=bool))
+    if chain_count == 0:
+        return kept
+    chains = np.where(kept, chains, 0)
+    extent = np.array([s[0].stop - s[0].start if s is not None else 0 for s in ndimage.find_objects(chains)])
+    best = int(np.argmax(extent)) + 1
+    if extent[best - 1] * spacing_mm < MIN_CANAL_MM:
+        return np.zeros(bone.shape, dtype=bool)
+    return chains == best
+
+
+def spine_curve(canal: np.ndarray, affine: np.ndarray) -> SpineCurve:
+    """Smooth curve through the canal's slice centroids ((z, y, x) mask on an LPS-aligned grid with ``affine``)."""
+    z_slices = np.nonzero(canal.any(axis=(1, 2)))[0]
+    if z_slices.size < 2:
+        raise NeedleplanError("no vertebral canal found: this scan does not seem to show a spine "
+                              "(or the bone is too faint to enclose the canal)")
+    zs = np.arange(z_slices.min(), z_slices.max() + 1)
+    centroids = np.full((zs.size, 2), np.nan)
+    for n, z in enumerate(zs):
+        ys, xs = np.nonzero(canal[z])
+        if ys.size:
+            centroids[n] = xs.mean(), ys.mean()
+    good = np.isfinite(centroids[:, 0])
+    for axis in range(2):
+        centroids[:, axis] = np.interp(zs, zs[good], centroids[good, axis])
+    spacing = float(np.linalg.norm(affine[:3, 0]))
+    sigma = SMOOTH_MM / spacing
+    smooth = np.column_stack([ndimage.gaussian_filter1d(centroids[:, a], sigma, mode="nearest") for a in range(2)])
+    # a second pass drops slices far from the smooth line (a foramen or a rib hole picked by mistake)
+    residual = np.linalg.norm(centroids - smooth, axis=1) * spacing
+    good &= residual < 6.0
+    if good.sum() >= 2:
+        for axis in range(2):
+            centroids[:, axis] = np.interp(zs, zs[good], centroids[good, axis])
+        smooth = np.column_stack([ndimage.gaussian_filter1d(centroids[:, a], sigma, mode="nearest")
+                                  for a in range(2)])
+    ijk = np.column_stack([smooth[:, 0], smooth[:, 1], zs])[::-1]  # cranial first
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    return frames_along(resample_polyline(world, 1.0))
+
+
+def resample_polyline(points: np.ndarray, step_mm: float) -> np.ndarray:
+    """Points along a polyline at equal arc-length steps (first and last kept)."""
+    seg = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(seg)])
+    if arc[-1] <= 0:
+        return points[:1].copy()
+    samples = np.linspace(0.0, arc[-1], max(2, int(round(arc[-1] / step_mm)) + 1))
+    return np.column_stack([np.interp(samples, arc, points[:, a]) for a in range(3)])
