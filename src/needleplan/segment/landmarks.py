@@ -27,10 +27,15 @@ def _to_world(local: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.nda
 
 def _plane_fit_normal(points: np.ndarray, hint: np.ndarray) -> np.ndarray:
     """Unit normal of the least-squares plane through points, oriented along ``hint``."""
-    if len(points) < 3:
-        return hint / np.linalg.norm(hint)
-    centred = points - points.mean(axis=0)
-    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+    keep = np.ones(len(points), dtype=bool)
+    normal = hint / np.linalg.norm(hint)
+    for _ in range(3):  # refit without the points far off the plane (rim osteophytes, partial-volume steps)
+        if keep.sum() < 3:
+            break
+        centre = points[keep].mean(axis=0)
+        normal = np.linalg.svd(points[keep] - centre, full_matrices=False)[2][-1]
+        residual = np.abs((points - centre) @ normal)
+        keep = residual <= max(1.0, 2.0 * float(np.median(residual)))
     return normal if np.dot(normal, hint) >= 0 else -normal
 
 
