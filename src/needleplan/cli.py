@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import NeedleplanError, describe_path
+
+if TYPE_CHECKING:
+    from .anatomy import Spine
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +45,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _parser() -> argparse.ArgumentParser:
     from .attenuation import FLUORO_EFFECTIVE_KEV
     from .fluoro.carm import CArm
+    from .segment import ENGINES
 
     carm_defaults = {field.name: field.default for field in dataclasses.fields(CArm)}
 
@@ -66,6 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     phantom.add_argument("--spacing", type=float, default=None, metavar="MM", help="isotropic voxel spacing in mm")
     phantom.add_argument("--noise", type=float, default=0.0, metavar="HU", help="Gaussian noise in HU (default 0)")
     phantom.set_defaults(run=_phantom)
+
+    segment = commands.add_parser(
+        "segment", help="find, number and measure the vertebrae of a spine CT or MRI",
+        description="Segment the vertebrae, sacrum and ilia, name the levels and measure their landmarks. Writes "
+        "the label map (VerSe ids by default), and optionally the landmarks as JSON (LPS mm) and a PNG picture of "
+        "the labelled spine seen from behind. Prints the levels found, their confidence and how they were "
+        "numbered.")
+    segment.add_argument("path", type=Path, help="CT or MRI: DICOM folder, DICOMDIR, DICOM file, or "
+                         "NIfTI/MHA/NRRD file")
+    segment.add_argument("-o", "--out", type=Path, required=True, metavar="LABELS",
+                         help="label map file: .nii.gz, .nii, .mha, .mhd, .nrrd or .nhdr")
+    segment.add_argument("--landmarks", type=Path, default=None, metavar="FILE.json",
+                         help="also write the numbering, vertebrae and landmarks (LPS mm) as JSON")
+    segment.add_argument("--convention", choices=("verse", "totalseg"), default="verse",
+                         help="label ids written: verse (default; 20-24 L1-L5, 26 sacrum) or totalseg "
+                         "(TotalSegmentator v2 total ids)")
+    segment.add_argument("--engine", choices=ENGINES, default="classical",
+                         help="what makes the masks (default classical; totalsegmentator needs that package "
+                         "and its weights)")
+    segment.add_argument("--picture", type=Path, default=None, metavar="FILE.png",
+                         help="also draw the labelled spine with its landmarks, seen from behind, as PNG")
+    segment.add_argument("--series", default=None, metavar="UID",
+                         help="DICOM SeriesInstanceUID or SeriesNumber when the input holds several series")
+    segment.add_argument("--resample", action="store_true",
+                         help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
+    segment.set_defaults(run=_segment)
 
     render = commands.add_parser(
         "render", help="render simulated fluoroscopy of a CT",
@@ -144,6 +176,69 @@ def _phantom(args: argparse.Namespace) -> int:
     for what, path in written.items():
         print(f"  {what}: {path}")
     return 0
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from .anatomy import to_totalseg
+    from .io import load, save_volume
+    from .io.files import IMAGE_FILE_SUFFIXES, is_image_file_name
+    from .segment import segment
+    from .segment.picture import spine_picture
+    from .volume import Volume
+
+    if not is_image_file_name(args.out):
+        raise NeedleplanError(f"cannot tell the format of the label map {describe_path(args.out)}: use one of "
+                              f"{', '.join(IMAGE_FILE_SUFFIXES)}")
+    for flag, path, suffix in (("--landmarks", args.landmarks, ".json"), ("--picture", args.picture, ".png")):
+        if path is not None and path.suffix.lower() != suffix:
+            raise NeedleplanError(f"{flag} {describe_path(path)} must be a {suffix} file")
+    _refuse_writing_into(args.path, [args.out, args.landmarks, args.picture])
+    volume = load(args.path, series=args.series, resample=args.resample)
+    spine = segment(volume, engine=args.engine)
+    if not spine.vertebrae:
+        raise NeedleplanError(f"found no vertebrae in {describe_path(args.path)}; nothing was written")
+    labels = spine.labels
+    if args.convention == "totalseg":
+        labels = Volume(to_totalseg(labels.voxels), labels.index_to_world, "LABEL", labels.metadata)
+    written = {f"labels ({args.convention} ids)": save_volume(labels, args.out)}
+    if args.landmarks is not None:
+        written["landmarks"] = _write_json(spine.to_dict(), args.landmarks)
+    if args.picture is not None:
+        written["picture"] = spine_picture(spine, args.picture)
+    print("\n".join(_segment_summary(args.path, spine, written)))
+    return 0
+
+
+def _segment_summary(source: Path, spine: Spine, written: dict[str, Path]) -> list[str]:
+    """The lines `needleplan segment` prints: levels and confidence, numbering anchor, notes, files written."""
+    numbering = spine.numbering
+    lines = [f"{source}: {len(spine.vertebrae)} levels, {spine.levels[0]}-{spine.levels[-1]} "
+             f"({spine.modality}, {spine.engine} masks)",
+             f"  numbered from {numbering.anchor} (confidence {numbering.confidence:.2f})"]
+    lines += [f"  note: {note}" for note in numbering.notes]
+    for vertebra in spine:
+        notes = f"; {'; '.join(vertebra.notes)}" if vertebra.notes else ""
+        lines.append(f"  {vertebra.name:<4} confidence {vertebra.confidence:.2f}{notes}")
+    lines += [f"  unavailable: {what}: {why}" for what, why in spine.unavailable.items()]
+    lines += [f"  {what}: {path}" for what, path in written.items()]
+    return lines
+
+
+def _write_json(document: dict, path: Path) -> Path:
+    from .io.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def _refuse_writing_into(source: Path, outputs: Sequence[Path | None]) -> None:
+    """Refuse an output that is the input or lies inside the input folder: the input is never modified."""
+    source = source.resolve()
+    for out in outputs:
+        if out is not None and (out.resolve() == source or source in out.resolve().parents):
+            raise NeedleplanError(f"will not write {describe_path(out)} inside the input {describe_path(source)}; "
+                                  "choose an output outside it")
 
 
 def _render(args: argparse.Namespace) -> int:

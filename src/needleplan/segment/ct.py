@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import ILIUM_IDS, STRUCTURE_IDS, VERSE_IDS, Spine, Vertebra
+from ..anatomy import ILIUM_IDS, LEVEL_ORDER, STRUCTURE_IDS, VERSE_IDS, Numbering, Spine, Vertebra
 from ..errors import NeedleplanError
 from ..volume import Volume
 from .curve import SpineCurve, canal_mask, spine_curve
@@ -78,7 +78,7 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
     discs = find_discs(bone_f, work.world_to_index, line, spacing)
     smooth = ndimage.gaussian_filter(hu, SMOOTHING_MM / spacing)
     if engine == "totalsegmentator":
-        raise NeedleplanError("engine='totalsegmentator' is handled by segment(); this is the classical engine")
+        return _from_label_map(volume, work, tissue, canal, curve, discs, spacing)
     slabs, other_base = split_bone(tissue.bone, smooth, affine, curve, discs)
 
     present = [k for k in range(1, other_base) if np.any(slabs == k)]
@@ -109,6 +109,38 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
         unavailable={"s1_posterior_foramen": "the posterior S1 foramina are not measured yet by the classical "
                                              "engine"},
     )
+
+
+def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray, curve: SpineCurve,
+                    discs: list[Disc], spacing: float) -> Spine:
+    """A Spine whose masks and names come from TotalSegmentator; landmarks are measured the same way."""
+    from .totalseg_engine import totalseg_masks
+
+    affine = work.index_to_world
+    verse = totalseg_masks(volume).resample(affine, work.shape, order=0).voxels.astype(np.uint8)
+    names = [name for name in LEVEL_ORDER if np.any(verse == VERSE_IDS[name])]
+    if not names:
+        raise NeedleplanError("TotalSegmentator found no vertebra in this CT")
+    slabs = np.zeros(verse.shape, dtype=np.int32)
+    present = []
+    for name in names:  # each vertebra is measured in the slab (between disc planes) that holds its centroid
+        inside = verse == VERSE_IDS[name]
+        k = int(np.median(slab_index(_world(np.argwhere(inside), affine), discs))) + 1
+        present.append(k)
+        slabs[inside] = k
+    numbering = Numbering("totalsegmentator", 0.9, ["names from TotalSegmentator's labels"])
+    vertebrae = {}
+    for k, name in zip(present, names, strict=True):
+        only = np.where(verse == VERSE_IDS[name], k, 0)
+        vertebrae.update(_vertebrae(only, [k], [name], [False], numbering.confidence, discs, curve, canal, affine,
+                                    spacing))
+    pelvis = pelvis_landmarks(verse, affine, vertebrae.get("S1")) if "S1" in vertebrae else {}
+    structures = _structures(tissue, canal, discs, verse, affine, spacing)
+    labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
+                    {"source": "totalsegmentator via needleplan.segment", "convention": "verse"})
+    return Spine(labels=labels, vertebrae=vertebrae, pelvis=pelvis,
+                 structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
+                 curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="totalsegmentator")
 
 
 def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
