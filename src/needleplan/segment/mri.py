@@ -1,10 +1,11 @@
-"""Spine MRI (T2 or T1): spine curve, discs, vertebral bodies and canal, and what MR cannot give.
+"""Spine MRI: spine curve, discs, vertebral bodies and canal on T2, and what MR cannot give.
 
-The scan is resampled onto a patient-aligned isotropic grid and scaled so that fluid is bright (a T1 image,
-whose fluid is dark, is inverted). The fluid-filled canal is found as the bright tube through the axial slices and
-its centre line is the spine curve; the discs are the plate-like bright ridges in front of the canal that repeat
-along the curve (:mod:`.mri_column`). Each vertebral body lies between two consecutive discs: its outline is
-traced on the plane halfway between them, and its endplates are the discs' faces.
+The scan is reindexed (or resampled) onto a patient-aligned isotropic grid and its intensities scaled by
+percentiles. The fluid-filled canal is the bright tube through the axial slices and its centre line is the spine
+curve; the discs are the plate-like bright ridges in front of the canal that repeat along the curve
+(:mod:`.mri_column`). Each vertebral body lies between two consecutive discs: its outline is traced on the plane
+halfway between them, and its endplates are the discs' faces. T1-weighted scans (fluid dark) are recognised and
+refused with a clear message: their discs and canal need a different detector that has not been built.
 
 Bone has no MR signal of its own (cortical bone is dark on every sequence), and the thin posterior processes
 are a few voxels of dark next to dark ligament and muscle at clinical spacing, so the landmarks built on them
@@ -26,8 +27,8 @@ from scipy import ndimage
 from ..anatomy import STRUCTURE_IDS, Numbering, Spine, Vertebra
 from ..errors import NeedleplanError
 from ..volume import Volume, affine_from_geometry
-from .mri_column import (PITCH_RANGE_MM, PITCH_TOLERANCE, Curve, Disc, canal_mask, fill_holes_in_slices, disc_candidates, select_discs,
-                         spine_curve, straighten)
+from .mri_column import (PITCH_RANGE_MM, PITCH_TOLERANCE, Curve, Disc, canal_mask, disc_candidates,
+                         fill_holes_in_slices, select_discs, spine_curve, straighten)
 
 #: Working grid spacing: the scan's finest spacing, kept within this range, mm.
 WORK_SPACING_RANGE_MM = (1.0, 2.0)
@@ -37,40 +38,37 @@ MIN_EXTENT_MM = (20.0, 30.0)
 NORMALISE_PERCENTILES = (1.0, 99.5)
 #: Unnumbered vertebrae get label ids above this (VerSe ids stop at 28).
 UNNUMBERED_LABEL_BASE = 100
-#: Rays and reach of a body outline, and the relative change of intensity that ends a ray.
-OUTLINE_RAYS, OUTLINE_REACH_MM, OUTLINE_CONTRAST = 48, 40.0, 0.35
+#: Rays and reach of a body outline, the relative change of intensity that ends a ray, and the Gaussian
+#: smoothing along a ray (mm).
+OUTLINE_RAYS, OUTLINE_REACH_MM, OUTLINE_CONTRAST, OUTLINE_SMOOTHING_MM = 48, 40.0, 0.3, 1.0
 #: The canal centre is taken this fraction of the body's height above its centroid (the usual pedicle height).
 PEDICLE_HEIGHT_FRACTION = 0.2
 #: Disc-to-disc distances (mm) that suggest the region when no level can be anchored.
 REGION_PITCH_MM = (("cervical", 22.0), ("thoracic", 31.0), ("lumbar", float("inf")))
 
-#: What MR cannot give, and why (the classical MR pipeline measures bodies, discs and the canal only).
-_CORTICAL = ("cortical bone gives no MR signal (it is dark on T1 and T2 alike), so the {what} is dark bone next "
-             "to dark ligament, tendon and fat-suppressed or flowing tissue; at this scan's spacing of {spacing} "
-             "mm it spans only a few voxels without an edge of its own. Measure it on CT.")
-_UNAVAILABLE: dict[str, str] = {
-    "pedicle_left, pedicle_right": _CORTICAL.replace("{what}", "pedicle (a cortical ring 5-10 mm wide whose "
-                                                             "narrowest width needs both cortices)"),
-    "sap_tip_<side>, iap_tip_<side>": _CORTICAL.replace("{what}", "tip of each articular process (thin cortical "
-                                                                  "bone capped by cartilage)"),
-    "tp_tip_<side>": _CORTICAL.replace("{what}", "transverse process (2-5 mm of cortical bone)"),
-    "sap_tp_junction_<side>": "needs the SAP and the transverse process, which MR does not resolve (see above); "
-                              "it is the medial branch target, so plan MBB and RFA on CT.",
-    "spinous_tip": _CORTICAL.replace("{what}", "spinous process"),
-    "foramen_<side>": "bounded by the pedicles and the SAP, which MR does not resolve; the foraminal fat and "
-                      "root are visible on sagittal T1/T2 but are not segmented by this pipeline.",
-    "exiting_root_<side>, medial_branch_<side>": "modelled from the pedicle and the SAP-TP junction "
-                                                 "(CLINICAL.md section 1), which MR does not give.",
-    "pelvis": "sacral ala, S1 foramina, iliac crests, PSIS and SI joint lines are cortical landmarks; the MR "
-              "pipeline does not segment the pelvis.",
-    "posterior arch in the label map": "labels hold vertebral bodies only; lamina, pedicles and processes are "
-                                       "not labelled on MR.",
+#: What MR cannot give, and why ("{spacing}" becomes the scan's voxel spacing).
+_DARK_BONE = ("cortical bone has no MR signal: the {what} is dark against dark ligament and muscle, a few voxels "
+              "wide at this scan's {spacing} mm spacing; measure it on CT")
+_REASONS: dict[str, str] = {
+    "pedicle": _DARK_BONE.replace("{what}", "pedicle (narrowest width 4-10 mm, between two dark cortices)"),
+    "sap_tip": _DARK_BONE.replace("{what}", "superior articular process"),
+    "iap_tip": _DARK_BONE.replace("{what}", "inferior articular process"),
+    "tp_tip": _DARK_BONE.replace("{what}", "transverse process (2-5 mm thick)"),
+    "sap_tp_junction": "needs the SAP and the transverse process, which MR does not resolve; plan MBB and RFA on CT",
+    "spinous_tip": _DARK_BONE.replace("{what}", "spinous process"),
+    "foramen": "bounded by the pedicles and the SAP, which MR does not resolve",
+    "exiting_root": "modelled from the pedicle (CLINICAL.md section 1), which MR does not give",
+    "medial_branch": "modelled from the SAP-TP junction (CLINICAL.md section 1), which MR does not give",
+    "pelvis": "sacral ala, S1 foramina, iliac crests, PSIS and SI joints are cortical landmarks, not segmented on MR",
+    "posterior_arch": "the label map holds the vertebral bodies only, not laminae, pedicles or processes",
 }
+_SIDED = ("pedicle", "sap_tip", "iap_tip", "tp_tip", "sap_tp_junction", "foramen", "exiting_root", "medial_branch")
 
 
 @dataclass(frozen=True)
 class WorkGrid:
-    """The scan on a patient-aligned isotropic grid, scaled so that fluid is bright (about 0-1).
+    """The scan on a patient-aligned isotropic grid (``image[z, y, x]``, LPS axes), intensities scaled to about
+    0-1 by percentiles; ``valid`` marks the voxels inside the scan's field of view.
 
     ``reorder`` is set when the grid is the scan's own grid with its axes permuted and flipped (see
     :func:`_axis_reorder`), so that results go back to the scan without interpolation.
@@ -80,7 +78,6 @@ class WorkGrid:
     valid: np.ndarray
     index_to_world: np.ndarray
     spacing_mm: float
-    weighting: str
     reorder: tuple[tuple[int, bool], ...] | None = None
 
     @property
@@ -90,17 +87,29 @@ class WorkGrid:
 
 @dataclass(frozen=True)
 class Body:
-    """One vertebral body between two discs, in world mm."""
+    """One vertebral body between two discs, in world mm.
+
+    Attributes
+    ----------
+    centroid : ndarray, shape (3,)
+    axes : ndarray, shape (3, 3)
+        Columns: unit left, posterior and superior vectors of the body.
+    superior_endplate, inferior_endplate : tuple of ndarray
+        (centre (3,), unit normal (3,) pointing out of the body).
+    radii_mm : ndarray, shape (OUTLINE_RAYS,)
+        The outline: distance from the body axis along rays at equal angles from ``left`` towards anterior.
+    """
 
     centroid: np.ndarray
-    axes: np.ndarray  # columns: left, posterior, superior
-    superior_endplate: tuple[np.ndarray, np.ndarray]  # centre, outward normal
+    axes: np.ndarray
+    superior_endplate: tuple[np.ndarray, np.ndarray]
     inferior_endplate: tuple[np.ndarray, np.ndarray]
-    radii_mm: np.ndarray  # outline radius per ray angle, in the (left, anterior) plane
+    radii_mm: np.ndarray
 
 
 # ---- input and working grid ----------------------------------------------------------------------------------
 def _check_input(volume: Volume) -> None:
+    """Raise a NeedleplanError for anything but a finite 3D MR volume big enough to hold two discs, with contrast."""
     if not isinstance(volume, Volume):
         raise NeedleplanError(f"segment_mri() needs a needleplan Volume (from npl.load), got {type(volume).__name__}")
     if volume.modality != "MR":
@@ -118,8 +127,9 @@ def _check_input(volume: Volume) -> None:
         raise NeedleplanError("this MR has non-finite voxel values (NaN or infinity); re-export the series")
     low, high = np.percentile(values, NORMALISE_PERCENTILES)
     if not high > low:
-        raise NeedleplanError(f"this MR has no contrast: {100 - NORMALISE_PERCENTILES[0]:.0f}% of its voxels hold "
-                              f"the value {float(low):g}; is it an empty or masked series?")
+        share = float(np.mean(values == low))
+        raise NeedleplanError(f"this MR has no contrast: {100 * share:.1f}% of its voxels hold the value "
+                              f"{float(low):g}; is it an empty or masked series?")
 
 
 def _axis_reorder(volume: Volume, spacing: float) -> tuple[tuple[int, bool], ...] | None:
@@ -129,8 +139,11 @@ def _axis_reorder(volume: Volume, spacing: float) -> tuple[tuple[int, bool], ...
     if not (np.allclose(np.abs(direction).max(axis=0), 1.0, atol=1e-6)
             and np.allclose(volume.spacing_mm, spacing, rtol=1e-6)):
         return None
-    columns = [int(np.argmax(np.abs(direction[axis]))) for axis in (2, 1, 0)]
-    return tuple((2 - column, bool(direction[axis, column] < 0)) for axis, column in zip((2, 1, 0), columns))
+    out = []
+    for axis in (2, 1, 0):  # z, y, x
+        column = int(np.argmax(np.abs(direction[axis])))
+        out.append((2 - column, bool(direction[axis, column] < 0)))
+    return tuple(out)
 
 
 def _reordered(voxels: np.ndarray, reorder: tuple[tuple[int, bool], ...]) -> np.ndarray:
@@ -164,29 +177,32 @@ def _working_grid(volume: Volume) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
         values = floating.resample(affine, shape, order=1, fill_value=np.nan).voxels
     valid = np.isfinite(values)
     lowest, highest = np.percentile(values[valid], NORMALISE_PERCENTILES)
-    image = np.where(valid, np.clip((values - lowest) / (highest - lowest), 0.0, 1.5), 0.0).astype(np.float32)
+    scaled = (values - lowest) / max(float(highest - lowest), 1e-12)
+    image = np.where(valid, np.clip(scaled, 0.0, 1.5), 0.0).astype(np.float32)
     return image, valid, affine, spacing, reorder
 
 
 def working_grid(volume: Volume) -> tuple[WorkGrid, np.ndarray]:
-    """The scan on the working grid, fluid-bright, and its canal mask.
-
-    T2 is tried first (fluid bright as stored); when no canal-like bright tube is found the image is inverted
-    (T1: fluid dark) and searched again.
+    """The scan on the working grid and its canal mask (the fluid-bright tube of a T2-weighted scan).
 
     Raises
     ------
     NeedleplanError
-        When neither contrast shows a fluid-filled canal.
+        When no canal is found; the message says whether the scan looks T1-weighted (fluid dark), which this
+        pipeline does not handle.
     """
     image, valid, affine, spacing, reorder = _working_grid(volume)
-    for weighting, candidate in (("T2", image), ("T1", np.where(valid, 1.0 - np.clip(image, 0, 1), 0.0))):
-        canal = canal_mask(candidate.astype(np.float32), valid, spacing)
-        if canal is not None:
-            return WorkGrid(candidate.astype(np.float32), valid, affine, spacing, weighting, reorder), canal
-    raise NeedleplanError("found no fluid-filled spinal canal in this MR (no tube of bright fluid on T2, nor of "
-                          "dark fluid on T1, running through most axial slices); the MR pipeline needs a "
-                          "sagittal or axial spine MRI that covers the canal over at least two discs")
+    canal, _ = canal_mask(image, valid, spacing)
+    if canal is not None:
+        return WorkGrid(image, valid, affine, spacing, reorder), canal
+    inverted = np.where(valid, 1.0 - np.clip(image, 0.0, 1.0), 0.0).astype(np.float32)
+    if canal_mask(inverted, valid, spacing)[0] is not None:
+        raise NeedleplanError("this MR looks T1-weighted (a tube of dark fluid runs through it, no bright one): the "
+                              "MR pipeline needs a T2-weighted series, where the canal's fluid is bright; T1 is "
+                              "not supported yet")
+    raise NeedleplanError("found no fluid-filled spinal canal in this MR (no tube of bright fluid running through "
+                          "most axial slices); the MR pipeline needs a T2-weighted spine MRI, sagittal or axial, "
+                          "that covers the canal over at least two discs")
 
 
 # ---- bodies --------------------------------------------------------------------------------------------------
@@ -200,7 +216,7 @@ def _outline_radii(work: WorkGrid, centre: np.ndarray, axes: np.ndarray) -> np.n
 
     A ray ends where the (slightly smoothed) intensity leaves the body's own level by :data:`OUTLINE_CONTRAST`
     of it, darker (cortex, ligament) or brighter (canal, fat, disc). The radii are median-filtered around the
-    outline and kept within half to one and a half times their median.
+    outline and kept within 0.7 to 1.3 times their median (a vertebral body is no more elongated than that).
     """
     left, posterior, superior = axes.T
     h = work.spacing_mm
@@ -210,13 +226,13 @@ def _outline_radii(work: WorkGrid, centre: np.ndarray, axes: np.ndarray) -> np.n
     points = (centre + heights[:, None, None, None] * superior + radii[None, None, :, None] * rays[None, :, None, :])
     ijk = points @ work.world_to_index[:3, :3].T + work.world_to_index[:3, 3]
     values = ndimage.map_coordinates(work.image, ijk[..., ::-1].transpose(3, 0, 1, 2), order=1, cval=0.0)
-    values = ndimage.gaussian_filter1d(values.mean(axis=0), 1.0, axis=1)
+    values = ndimage.gaussian_filter1d(values.mean(axis=0), OUTLINE_SMOOTHING_MM / (0.5 * h), axis=1)
     level = float(np.median(values[:, radii <= 4.0]))
     away = (np.abs(values - level) > OUTLINE_CONTRAST * max(level, 0.05)) & (radii[None, :] >= 2.0)
     ends = np.where(away.any(axis=1), radii[np.argmax(away, axis=1)], radii[-1])
     ends = ndimage.median_filter(ends, size=5, mode="wrap")
     typical = float(np.median(ends))
-    return np.clip(ends, 0.5 * typical, 1.5 * typical)
+    return np.clip(ends, 0.7 * typical, 1.3 * typical)
 
 
 def _outline_centroid(radii: np.ndarray) -> np.ndarray:
@@ -246,7 +262,9 @@ def body_between(work: WorkGrid, curve: Curve, above: Disc, below: Disc) -> Body
     """The vertebral body between two discs: its endplates are the discs' faces, its outline is traced halfway.
 
     The body axis runs through the outline's centroid along the mean of the two disc normals; the endplate
-    centres are where that axis meets the discs' faces.
+    centres are where that axis meets the discs' faces, and their normals are the axis (up for the superior
+    endplate, down for the inferior): a disc's own normal is tilted against its neighbours' endplates by half the
+    disc's wedge angle, which reaches 10 degrees and more at the lordotic lumbosacral discs.
     """
     superior_face = above.center - 0.5 * above.height_mm * above.normal
     inferior_face = below.center + 0.5 * below.height_mm * below.normal
@@ -263,14 +281,15 @@ def body_between(work: WorkGrid, curve: Curve, above: Disc, below: Disc) -> Body
     bottom = _plane_hit(centre, superior, inferior_face, below.normal)
     canal_point = curve.frame_at(mid_s)[0]
     axes = _axes(superior, canal_point - centre)
-    return Body(0.5 * (top + bottom), axes, (top, above.normal), (bottom, -below.normal), radii)
+    return Body(0.5 * (top + bottom), axes, (top, superior), (bottom, -superior), radii)
 
 
 def _regular_pairs(discs: list[Disc], step_mm: float) -> tuple[list[tuple[Disc, Disc]], float]:
     """Consecutive disc pairs one pitch apart (a longer gap hides a missed disc), and the pitch in mm."""
     gaps = np.diff([d.s for d in discs]) * step_mm
     pitch = float(np.median(gaps))
-    pairs = [(a, b) for a, b, gap in zip(discs[:-1], discs[1:], gaps) if gap <= (1 + PITCH_TOLERANCE) * pitch]
+    pairs = [(a, b) for a, b, gap in zip(discs[:-1], discs[1:], gaps, strict=True)
+             if gap <= (1 + PITCH_TOLERANCE) * pitch]
     return pairs, pitch
 
 
@@ -354,15 +373,18 @@ def label_maps(volume: Volume, work: WorkGrid, canal: np.ndarray, bodies: list[B
                discs: list[Disc]) -> tuple[Volume, Volume]:
     """Vertebral-body labels and structures (patient body, bone, canal, discs) on the scan's grid."""
     body_labels = np.zeros(volume.shape, dtype=np.uint8)
-    for body, label in zip(bodies, labels):
+    for body, label in zip(bodies, labels, strict=True):
         _paint(body_labels, _inside_prism(volume, body, body.superior_endplate, body.inferior_endplate), label)
-    structures = _to_scan(_patient_mask(work) * STRUCTURE_IDS["body"], work, volume)
+    soft = _patient_mask(work) * np.uint8(STRUCTURE_IDS["body"])
+    soft[canal] = STRUCTURE_IDS["canal"]
+    soft = _to_scan(soft, work, volume)
+    structures = soft.copy()
     structures[body_labels > 0] = STRUCTURE_IDS["bone"]
     for disc in discs:
         nearest = min(bodies, key=lambda b: float(np.linalg.norm(b.centroid - disc.center)))
         top, bottom = _disc_faces(disc)
         _paint(structures, _inside_prism(volume, nearest, top, bottom), STRUCTURE_IDS["disc"])
-    structures[_to_scan(canal.astype(np.uint8), work, volume) > 0] = STRUCTURE_IDS["canal"]
+    structures[soft == STRUCTURE_IDS["canal"]] = STRUCTURE_IDS["canal"]
     metadata = {"source": "needleplan.segment.mri"}
     return (Volume(body_labels, volume.index_to_world, "LABEL", metadata),
             Volume(structures, volume.index_to_world, "LABEL", metadata))
@@ -370,8 +392,7 @@ def label_maps(volume: Volume, work: WorkGrid, canal: np.ndarray, bodies: list[B
 
 def _patient_mask(work: WorkGrid) -> np.ndarray:
     """Inside the patient (uint8 0/1): signal above the noise floor, holes filled within axial slices."""
-    tissue = work.image if work.weighting == "T2" else 1.0 - work.image
-    present = (ndimage.gaussian_filter(tissue, 1.0) > 0.05) & work.valid
+    present = (ndimage.gaussian_filter(work.image, 1.0) > 0.05) & work.valid
     return fill_holes_in_slices(present).astype(np.uint8)
 
 
@@ -397,20 +418,18 @@ def _vertebra(index: int, body: Body, canal_center: np.ndarray, canal_outline: n
         "canal_center": canal_center,
         "canal_outline": canal_outline,
     }
-    notes = ["unnumbered: no anchor level in view",
-             "canal_center and canal_outline are those of the fluid-filled dural sac, not of the bony vertebral "
-             "foramen (epidural fat and ligament lie between them), at the usual pedicle height (the pedicles "
-             "themselves are not seen)"]
+    notes = ["unnumbered (no anchor level in view)",
+             "canal_center and canal_outline: the fluid-filled dural sac at the usual pedicle height, not the bony "
+             "foramen"]
     return Vertebra(f"V{index}", UNNUMBERED_LABEL_BASE + index, 0.0, landmarks, notes)
 
 
-def _numbering(weighting: str, pitch_mm: float, count: int, discs: list[Disc], pairs: int) -> Numbering:
+def _numbering(pitch_mm: float, count: int, discs: list[Disc], pairs: int) -> Numbering:
     notes = [
-        f"{weighting}-like contrast (fluid {'bright' if weighting == 'T2' else 'dark'}); {len(discs)} discs, "
-        f"{count} vertebral bodies between consecutive discs; median disc-to-disc distance {pitch_mm:.1f} mm, "
-        f"in the range of the {_region(pitch_mm)} spine",
-        "no anchor level in view (this pipeline does not recognise the sacrum, ribs or C2 on MR), so the bodies "
-        "are unnumbered V1, V2... from cranial to caudal; count from a scan that shows the sacrum or C2",
+        f"{len(discs)} discs, {count} vertebral bodies between consecutive discs; median disc-to-disc distance "
+        f"{pitch_mm:.1f} mm, in the range of the {_region(pitch_mm)} spine",
+        "no anchor level in view (the MR pipeline does not recognise the sacrum, ribs or C2), so the bodies are "
+        "unnumbered V1, V2... cranial to caudal; count the levels on a scan that shows the sacrum or C2",
         "vertebrae cut by the field of view (beyond the first or last disc) are not reported",
     ]
     if pairs < len(discs) - 1:
@@ -420,8 +439,13 @@ def _numbering(weighting: str, pitch_mm: float, count: int, discs: list[Disc], p
 
 
 def _unavailable(spacing_mm: np.ndarray) -> dict[str, str]:
-    text = " x ".join(f"{s:.2g}" for s in spacing_mm)
-    return {key: value.replace("{spacing}", text) for key, value in _UNAVAILABLE.items()}
+    """Every landmark key MR cannot give (sided ones per side), with the reason."""
+    spacing = " x ".join(f"{s:.2g}" for s in spacing_mm)
+    out = {}
+    for name, reason in _REASONS.items():
+        keys = [f"{name}_{side}" for side in ("left", "right")] if name in _SIDED else [name]
+        out.update({key: reason.replace("{spacing}", spacing) for key in keys})
+    return out
 
 
 def segment_mri(volume: Volume) -> Spine:
@@ -430,8 +454,7 @@ def segment_mri(volume: Volume) -> Spine:
     Parameters
     ----------
     volume : Volume
-        An MR volume (modality "MR"), T2- or T1-weighted, any orientation and spacing, covering at least two
-        discs.
+        A T2-weighted MR volume (modality "MR"), any orientation and spacing, covering at least two discs.
 
     Returns
     -------
@@ -442,8 +465,8 @@ def segment_mri(volume: Volume) -> Spine:
     Raises
     ------
     NeedleplanError
-        For a non-MR volume, a scan too small or without contrast, or one in which no canal or fewer than two
-        discs are found.
+        For a non-MR volume, a scan too small or without contrast, a T1-weighted scan, or one in which no canal
+        or fewer than two discs one vertebra apart are found.
     """
     _check_input(volume)
     work, canal = working_grid(volume)
@@ -465,5 +488,5 @@ def segment_mri(volume: Volume) -> Spine:
         vertebrae[vertebra.name] = vertebra
     labels, structures = label_maps(volume, work, canal, bodies, [v.label for v in vertebrae.values()], discs)
     return Spine(labels=labels, vertebrae=vertebrae, structures=structures, curve_mm=curve.points,
-                 numbering=_numbering(work.weighting, pitch, len(bodies), discs, len(pairs)), modality="MR",
+                 numbering=_numbering(pitch, len(bodies), discs, len(pairs)), modality="MR",
                  engine="classical", unavailable=_unavailable(volume.spacing_mm))

@@ -1,11 +1,11 @@
-"""The spinal column on MRI: the fluid-filled canal, the spine curve through it, and the discs along it.
+"""The spinal column on T2 MRI: the fluid-filled canal, the spine curve through it, and the discs along it.
 
 Works on an LPS-aligned isotropic array ``image[z, y, x]`` (x to the patient's left, y posterior, z superior)
-whose intensities are scaled so that fluid is bright (T2-like; a T1 image is inverted first). The canal is the
-bright tube that runs through most axial slices; the curve is its smoothed per-slice centre. The column anterior
-to the canal is then resampled on planes perpendicular to the curve (a "straightened" block indexed by arc
-length ``s``, anterior distance ``a`` from the canal centre and lateral offset ``l``), where the discs form a
-periodic pattern along ``s``.
+of T2 intensities scaled to about 0-1, fluid bright. The canal is the bright tube that runs through most axial
+slices; the curve is its smoothed per-slice centre. The column in front of the canal is then resampled on
+planes perpendicular to the curve (a "straightened" block indexed by arc length ``s``, anterior distance ``a``
+from the curve and lateral offset ``l``), where each disc is a thin bright plate across ``s`` and the discs
+repeat with a near-constant pitch.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from scipy import ndimage, signal
 CANAL_AREA_MM2 = (20.0, 900.0)
 #: Length of the cranio-caudal line the canal mask is opened with, mm (longer than a disc nucleus is thick).
 CANAL_OPENING_MM = 11.0
+#: The canal's fluid must be brighter than a 3 mm shell around it by this much (normalised intensity).
+MIN_CANAL_CONTRAST = 0.2
+#: Radius of the in-slice closing that shuts the canal's ring of fluid where the cord touches the wall, mm.
+CANAL_CLOSING_MM = 3.0
 #: Fluid thresholds tried, as fractions of the normalised intensity scale (1 = the bright end).
 FLUID_THRESHOLDS = (0.35, 0.5, 0.65)
-#: The tube must be present in at least this fraction of the axial slices that hold scan voxels (an oblique
-#: scan's box adds slices at both ends).
-MIN_CANAL_COVERAGE = 0.3
+#: The tube must be present in at least this many of the axial slices that hold at least half as much of the
+#: scan as the fullest slice (an oblique scan's box adds sparse slices at both ends).
+MIN_CANAL_COVERAGE = 0.4
 #: Length of the curve's smoothing window along the cranio-caudal axis, mm.
 CURVE_WINDOW_MM = 60.0
 #: Extent of the straightened block: anterior reach from the canal centre, posterior reach, half width, mm.
@@ -40,8 +44,9 @@ RIDGE_Z = 2.0
 MIN_DISC_LENGTH_MM, MIN_DISC_WIDTH_MM = 5.0, 4.0
 #: ...tilts at most this much against the curve's cross-section, degrees...
 MAX_DISC_TILT_DEG = 35.0
-#: ...and lies in front of the canal at the discs' median depth, give or take this fraction of it or this many mm.
-DEPTH_SPREAD_FRACTION, MIN_DEPTH_SPREAD_MM = 0.2, 2.5
+#: ...and lies in front of the canal at the discs' median depth, give or take this fraction of it or this many mm;
+#: that depth is taken from the candidates at least STRONG_FRACTION as strong as the strongest.
+DEPTH_SPREAD_FRACTION, MIN_DEPTH_SPREAD_MM, STRONG_FRACTION = 0.2, 2.5, 0.2
 #: Consecutive discs of a chain are one pitch apart, give or take this fraction of it.
 PITCH_TOLERANCE = 0.25
 #: Each disc of a chain costs this fraction of the strongest candidate's strength (weak ones do not pay).
@@ -114,7 +119,8 @@ class Disc:
     depth_mm : float
         Distance of the centre in front of the curve.
     strength : float
-        Summed ridge response of the disc's voxels (robust standard deviations times voxels).
+        Summed ridge response of the disc's voxels above :data:`RIDGE_Z` (robust standard deviations times
+        voxels): a faint sheet of noise just above the threshold weighs little however large it is.
     """
 
     s: float
@@ -149,6 +155,13 @@ def fill_holes_in_slices(mask: np.ndarray, max_area_voxels: int | None = None) -
     return mask | hole[background]
 
 
+def _opened_along_z(mask: np.ndarray, length: int) -> np.ndarray:
+    """Binary opening with a cranio-caudal line of ``length`` voxels: keeps the canal's tube and drops what is thin
+    along it (a bright disc nucleus touching the canal, a root sleeve, a vessel crossing)."""
+    eroded = ndimage.minimum_filter1d(mask.view(np.uint8), length, axis=0, mode="nearest")
+    return ndimage.maximum_filter1d(eroded, length, axis=0, mode="nearest").astype(bool)
+
+
 def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices: int) -> np.ndarray:
     """How canal-like each labelled component is (index 0 unused): its axial coverage, when its cross-sections
     are canal-sized and steady; 0 otherwise."""
@@ -160,18 +173,20 @@ def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices
     coverage = present.sum(axis=1) / max(n_slices, 1)
     median = np.array([np.median(row[row > 0]) if row.any() else 0.0 for row in areas])
     steady = np.array([np.mean(np.abs(row[row > 0] - m) < 0.6 * m) if row.any() else 0.0
-                       for row, m in zip(areas, median)])
+                       for row, m in zip(areas, median, strict=True)])
     plausible = (coverage >= MIN_CANAL_COVERAGE) & (median >= CANAL_AREA_MM2[0]) & (median <= CANAL_AREA_MM2[1])
     scores = np.where(plausible, coverage * steady, 0.0)
     scores[0] = 0.0
     return scores
 
 
-def canal_mask(image: np.ndarray, valid: np.ndarray, spacing_mm: float) -> np.ndarray | None:
-    """The fluid-filled canal (with the cord or roots inside it) as a boolean array, or None when not found.
+def canal_mask(image: np.ndarray, valid: np.ndarray, spacing_mm: float) -> tuple[np.ndarray | None, float]:
+    """The fluid-filled canal (with the cord or roots inside it) as a boolean array, or None when not found,
+    and its score (0-1, :func:`_tube_scores`).
 
     Fluid is thresholded at a few levels; at each, holes up to a canal's size are filled within axial slices and
-    the 3D components are scored by :func:`_tube_scores`. The best-scoring component over all levels wins.
+    the 3D components are scored by :func:`_tube_scores`. The best-scoring component over all levels that is
+    clearly brighter than its surroundings (:data:`MIN_CANAL_CONTRAST`) wins.
 
     Parameters
     ----------
@@ -183,20 +198,44 @@ def canal_mask(image: np.ndarray, valid: np.ndarray, spacing_mm: float) -> np.nd
         The grid's isotropic spacing.
     """
     smooth = ndimage.gaussian_filter(image, sigma=max(0.5, 0.8 / spacing_mm))
-    n_slices = int(np.count_nonzero(valid.any(axis=(1, 2))))
+    # slices that hold at least half as much of the scan as the fullest one (an oblique box's tips do not count)
+    seen = valid.sum(axis=(1, 2))
+    n_slices = int(np.count_nonzero(seen >= 0.5 * seen.max()))
     max_hole = int(CANAL_AREA_MM2[1] / spacing_mm**2)
     best, best_score = None, 0.0
-    # an opening with a cranio-caudal line keeps the tube and drops what is thin along it: a bright disc
-    # nucleus touching the canal, a root sleeve, a vessel crossing
-    line = np.ones((2 * int(round(0.5 * CANAL_OPENING_MM / spacing_mm)) + 1, 1, 1), dtype=bool)
+    line = 2 * int(round(0.5 * CANAL_OPENING_MM / spacing_mm)) + 1
     for threshold in FLUID_THRESHOLDS:
-        fluid = fill_holes_in_slices((smooth > threshold) & valid, max_hole)
-        fluid = ndimage.binary_opening(fluid, structure=line)
+        fluid = _opened_along_z(fill_holes_in_slices((smooth > threshold) & valid, max_hole), line)
         components, count = ndimage.label(fluid)
         scores = _tube_scores(components, count, spacing_mm, n_slices)
-        if count and scores.max() > best_score:
-            best, best_score = components == int(np.argmax(scores)), float(scores.max())
-    return best
+        for index in np.flatnonzero(scores > best_score):
+            candidate = components == index
+            if _contrast(smooth, candidate, valid, spacing_mm) >= MIN_CANAL_CONTRAST:
+                best, best_score = candidate, float(scores[index])
+    if best is None:
+        return None, 0.0
+    return _closed_in_slices(best, spacing_mm), best_score
+
+
+def _contrast(image: np.ndarray, region: np.ndarray, valid: np.ndarray, spacing_mm: float) -> float:
+    """Mean intensity inside ``region`` minus the mean in a 3 mm shell around it within its axial slices."""
+    box = tuple(slice(max(b.start - 4, 0), b.stop + 4) for b in ndimage.find_objects(region.astype(np.uint8))[0])
+    inside = region[box]
+    shell = ndimage.binary_dilation(inside, structure=IN_SLICE, iterations=max(1, round(3.0 / spacing_mm)))
+    shell &= ~inside & valid[box]
+    return float(image[box][inside].mean() - image[box][shell].mean()) if shell.any() else 0.0
+
+
+def _closed_in_slices(canal: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The canal with its cross-sections closed (a disc of :data:`CANAL_CLOSING_MM`) and filled: where the cord
+    touches the wall, its ring of fluid is open and the cord would otherwise be left out."""
+    radius = max(1, int(round(CANAL_CLOSING_MM / spacing_mm)))
+    y, x = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    disc = np.zeros((3, 2 * radius + 1, 2 * radius + 1), dtype=bool)
+    disc[1] = x**2 + y**2 <= radius**2
+    padded = np.pad(canal, ((0, 0), (radius, radius), (radius, radius)))
+    closed = ndimage.binary_closing(padded, structure=disc)[:, radius:-radius, radius:-radius]
+    return fill_holes_in_slices(closed | canal)
 
 
 def _core_centre(piece: np.ndarray) -> np.ndarray:
@@ -243,7 +282,7 @@ def spine_curve(canal: np.ndarray, index_to_world: np.ndarray, spacing_mm: float
     """The smoothed canal centre line, resampled every ``spacing_mm`` of arc length, cranial to caudal.
 
     Gaps between tracked slices are interpolated, outlier slices removed by a median, and the line smoothed by
-    a quadratic Savitzky-Golay filter over :data:`CURVE_WINDOW_MM` (longer than a vertebra, so that the canal's
+    a cubic Savitzky-Golay filter over :data:`CURVE_WINDOW_MM` (longer than a vertebra, so that the canal's
     level-to-level changes of shape do not make the curve wave).
     """
     slices, centres = canal_centres(canal)
@@ -378,10 +417,9 @@ def _disc_height(block: Block, curve: Curve, s: float, a_mm: float) -> float:
 def disc_candidates(block: Block, curve: Curve) -> list[Disc]:
     """Every plate-like bright ridge in front of the canal that could be a disc, cranial to caudal.
 
-    On a fluid-bright image a disc is brighter than the marrow above and below it (T2: the water-rich nucleus;
-    T1, inverted: the fatty marrow is the dark one), and thin along the curve but extended front to back and
-    side to side. A candidate must span :data:`MIN_DISC_LENGTH_MM` by :data:`MIN_DISC_WIDTH_MM` and tilt at
-    most :data:`MAX_DISC_TILT_DEG` against the curve's cross-section.
+    On T2 a disc's water-rich nucleus is brighter than the marrow above and below it, and the disc is thin along
+    the curve but extended front to back and side to side. A candidate must span :data:`MIN_DISC_LENGTH_MM` by
+    :data:`MIN_DISC_WIDTH_MM` and tilt at most :data:`MAX_DISC_TILT_DEG` against the curve's cross-section.
     """
     h = curve.step_mm
     components, ridge, a_mm, l_mm = _ridge_components(block, h)
@@ -390,9 +428,9 @@ def disc_candidates(block: Block, curve: Curve) -> list[Disc]:
         if box is None:
             continue
         where = np.nonzero(components[box] == index)
-        s_idx, a_idx, l_idx = (w + b.start for w, b in zip(where, box))
+        s_idx, a_idx, l_idx = (w + b.start for w, b in zip(where, box, strict=True))
         points = np.column_stack([s_idx * h, a_mm[a_idx], l_mm[l_idx]])
-        weights = ridge[s_idx, a_idx, l_idx]
+        weights = ridge[s_idx, a_idx, l_idx] - RIDGE_Z
         centre, axes, extent = _plate(points, weights)
         normal = axes[:, 0] * np.sign(axes[0, 0] or 1.0)
         if extent[1] + h < MIN_DISC_LENGTH_MM or extent[2] + h < MIN_DISC_WIDTH_MM:
@@ -444,17 +482,18 @@ def _best_chain(positions_mm: np.ndarray, weights: np.ndarray, pitch_mm: float, 
 def select_discs(candidates: list[Disc], step_mm: float) -> list[Disc]:
     """The candidates that form the column, cranial to caudal.
 
-    Discs lie at a common depth in front of the canal: the strength-weighted median depth of the stronger
-    candidates. Candidates farther from it than :data:`DEPTH_SPREAD_FRACTION` of it (at least
-    :data:`MIN_DEPTH_SPREAD_MM`) are dropped: veins near the canal wall, lesions, vessels in front. Discs repeat with
-    a near-constant pitch: for every pitch in :data:`PITCH_RANGE_MM`, the regularly spaced chain with the
-    highest summed ridge strength is found, and the best chain over all pitches wins.
+    Discs lie at a common depth in front of the canal: the strength-weighted median depth of the candidates at
+    least :data:`STRONG_FRACTION` as strong as the strongest. Candidates farther from it than
+    :data:`DEPTH_SPREAD_FRACTION` of it (at least :data:`MIN_DEPTH_SPREAD_MM`) are dropped: veins near the canal
+    wall, lesions, vessels in front. Discs repeat with a near-constant pitch: for every pitch in
+    :data:`PITCH_RANGE_MM`, the regularly spaced chain with the highest summed ridge strength is found, and the
+    best chain over all pitches wins.
     """
     if not candidates:
         return []
     depths = np.array([d.depth_mm for d in candidates])
     weights = np.array([d.strength for d in candidates])
-    strong = weights >= CHAIN_MEMBER_COST * 2.0 * weights.max()
+    strong = weights >= STRONG_FRACTION * weights.max()
     median_depth = _weighted_median(depths[strong], weights[strong])
     spread = max(MIN_DEPTH_SPREAD_MM, DEPTH_SPREAD_FRACTION * median_depth)
     near = sorted((d for d in candidates if abs(d.depth_mm - median_depth) <= spread), key=lambda d: d.s)
