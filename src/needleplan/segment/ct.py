@@ -13,7 +13,7 @@ from ..errors import NeedleplanError
 from ..volume import Volume
 from .curve import SpineCurve, canal_mask, spine_curve
 from .discs import Disc, body_line, find_discs
-from .grid import to_scan_grid, work_grid, work_spacing_mm
+from .grid import to_scan_grid, voxel_centres_mm, work_grid, work_spacing_mm
 from .landmarks import foramen_and_root, vertebra_landmarks
 from .numbering import name_levels
 from .pelvis import pelvis_landmarks
@@ -26,10 +26,6 @@ MIN_RIB_ML = 1.0
 MIN_ILIUM_ML = 20.0
 #: The lowest vertebra is the sacrum when it is at least this tall along the spine (mm) and touches an ilium.
 MIN_SACRUM_HEIGHT_MM = 40.0
-
-
-def _world(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
 
 
 def _neighbours(labels: np.ndarray, label: int, reach: int = 2) -> dict[int, int]:
@@ -85,10 +81,10 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
     if not present:
         raise NeedleplanError("the spine curve was found but no vertebra could be separated; "
                               "the scan may be too coarse or cut too close to the spine")
-    voxel_ml = spacing**3 / 1000.0
-    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, line, voxel_ml) else None
-    ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, voxel_ml) if sacrum_slab else {}
-    ribs = [_has_ribs(slabs, k, other_base, set(ilium_of), voxel_ml) for k in present]
+    piece_ml = np.bincount(slabs.ravel()) * (spacing**3 / 1000.0)  # volume of every label, counted once
+    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, line, piece_ml) else None
+    ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, piece_ml) if sacrum_slab else {}
+    ribs = [_has_ribs(slabs, k, other_base, set(ilium_of), piece_ml) for k in present]
     names, numbering = name_levels(len(present), sacrum_slab is not None, ribs)
 
     verse = np.zeros(slabs.shape, dtype=np.uint8)
@@ -125,7 +121,7 @@ def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray
     present = []
     for name in names:  # each vertebra is measured in the slab (between disc planes) that holds its centroid
         inside = verse == VERSE_IDS[name]
-        k = int(np.median(slab_index(_world(np.argwhere(inside), affine), discs))) + 1
+        k = int(np.median(slab_index(voxel_centres_mm(np.argwhere(inside), affine), discs))) + 1
         present.append(k)
         slabs[inside] = k
     numbering = Numbering("totalsegmentator", 0.9, ["names from TotalSegmentator's labels"])
@@ -144,32 +140,32 @@ def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray
 
 
 def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
-               voxel_ml: float) -> bool:
+               piece_ml: np.ndarray) -> bool:
     """Whether the lowest vertebra is the sacrum: tall along the spine and touching a large piece of other bone."""
-    points = _world(np.argwhere(slabs == k), affine)
+    points = voxel_centres_mm(np.argwhere(slabs == k), affine)
     axis = line.superior[int(line.nearest(points.mean(axis=0)[None])[0])]
     height = float(np.ptp(points @ axis))
     touching = _neighbours(slabs, k)
-    big = [p for p in touching if p >= other_base and np.count_nonzero(slabs == p) * voxel_ml >= MIN_ILIUM_ML]
+    big = [p for p in touching if p >= other_base and piece_ml[p] >= MIN_ILIUM_ML]
     return height >= MIN_SACRUM_HEIGHT_MM and bool(big)
 
 
 def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, curve: SpineCurve,
-          voxel_ml: float) -> dict[int, str]:
+          piece_ml: np.ndarray) -> dict[int, str]:
     """Pieces of other bone that touch the sacrum and are large: ilium id -> side."""
     out: dict[int, str] = {}
     for piece in _neighbours(slabs, sacrum):
-        if piece < other_base or np.count_nonzero(slabs == piece) * voxel_ml < MIN_ILIUM_ML:
+        if piece < other_base or piece_ml[piece] < MIN_ILIUM_ML:
             continue
-        centre = _world(np.argwhere(slabs == piece), affine).mean(axis=0)
+        centre = voxel_centres_mm(np.argwhere(slabs == piece), affine).mean(axis=0)
         n = int(curve.nearest(centre[None])[0])
         out[piece] = "left" if np.dot(centre - curve.points_mm[n], curve.left[n]) > 0 else "right"
     return out
 
 
-def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], voxel_ml: float) -> bool:
+def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], piece_ml: np.ndarray) -> bool:
     for piece in _neighbours(slabs, k):
-        if piece >= other_base and piece not in ilia and np.count_nonzero(slabs == piece) * voxel_ml >= MIN_RIB_ML:
+        if piece >= other_base and piece not in ilia and piece_ml[piece] >= MIN_RIB_ML:
             return True
     return False
 
@@ -177,12 +173,12 @@ def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], voxel_
 def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: list[bool], confidence: float,
                discs: list[Disc], curve: SpineCurve, canal: np.ndarray, affine: np.ndarray,
                spacing: float) -> dict[str, Vertebra]:
-    canal_points = _world(np.argwhere(canal), affine)
+    canal_points = voxel_centres_mm(np.argwhere(canal), affine)
     canal_slab = slab_index(canal_points, discs) + 1
     marks: dict[str, dict[str, Any]] = {}
     out: dict[str, Vertebra] = {}
     for k, name, rib in zip(present, names, ribs, strict=True):
-        points = _world(np.argwhere(slabs == k), affine)
+        points = voxel_centres_mm(np.argwhere(slabs == k), affine)
         above = discs[k - 2] if k >= 2 else None
         below = discs[k - 1] if k - 1 < len(discs) else None
         origin, axes = _frame(curve, points.mean(axis=0)[None], above, below)
@@ -207,14 +203,15 @@ def _structures(tissue: Any, canal: np.ndarray, discs: list[Disc], verse: np.nda
     out[tissue.gas] = STRUCTURE_IDS["bowel_gas"]
     out[tissue.bone] = STRUCTURE_IDS["bone"]
     out[canal] = STRUCTURE_IDS["canal"]
+    to_index = np.linalg.inv(affine)[:3]
     for disc in discs:
         reach = 22.0 + disc.height_mm
-        lo = np.floor(np.linalg.inv(affine)[:3] @ np.append(disc.center_mm - reach, 1.0)).astype(int)
-        hi = np.ceil(np.linalg.inv(affine)[:3] @ np.append(disc.center_mm + reach, 1.0)).astype(int) + 1
+        lo = np.floor(to_index @ np.append(disc.center_mm - reach, 1.0)).astype(int)
+        hi = np.ceil(to_index @ np.append(disc.center_mm + reach, 1.0)).astype(int) + 1
         lo, hi = np.maximum(lo, 0), np.minimum(hi, verse.shape[::-1])
         box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
         zyx = np.argwhere(np.ones(out[box].shape, dtype=bool)) + [lo[2], lo[1], lo[0]]
-        rel = _world(zyx, affine) - disc.center_mm
+        rel = voxel_centres_mm(zyx, affine) - disc.center_mm
         along = rel @ disc.normal
         radial = np.linalg.norm(rel - along[:, None] * disc.normal, axis=1)
         inside = (np.abs(along) <= 0.5 * disc.height_mm + 1.0) & (radial <= 20.0)

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import NeedleplanError
-from .tissue import fill_holes_per_slice
+from .tissue import IN_SLICE, fill_holes_per_slice
 
 #: Cranio-caudal closing length (mm) that bridges interlaminar gaps and discs around the canal.
 BRIDGE_MM = 15.0
@@ -29,8 +29,6 @@ CANAL_ABOVE_SOFT_HU = 30.0
 MIN_CANAL_MM = 30.0
 #: Smoothing of the canal centroids along the curve (Gaussian sigma, mm).
 SMOOTH_MM = 8.0
-_SLICE_2D = np.zeros((3, 3, 3), dtype=bool)
-_SLICE_2D[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -57,10 +55,6 @@ class SpineCurve:
         d2 = ((points[:, None, :] - self.points_mm[None, :, :]) ** 2).sum(axis=-1)
         return np.argmin(d2, axis=1)
 
-    def frame(self, index: int) -> np.ndarray:
-        """3x3 matrix whose columns are left, posterior, superior at a sample."""
-        return np.column_stack([self.left[index], self.posterior[index], self.superior[index]])
-
 
 def frames_along(points_mm: np.ndarray) -> SpineCurve:
     """Curve with frames from ordered points (cranial first)."""
@@ -78,9 +72,9 @@ def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu
     z_line = np.zeros((2 * reach + 1, 3, 3), dtype=bool)
     z_line[:, 1, 1] = True
     closed = ndimage.binary_closing(bone, structure=z_line, border_value=0) | bone
-    closed = ndimage.binary_closing(closed, structure=_SLICE_2D, iterations=1) | closed
+    closed = ndimage.binary_closing(closed, structure=IN_SLICE, iterations=1) | closed
     holes = fill_holes_per_slice(closed) & ~closed
-    labels, count = ndimage.label(holes, structure=_SLICE_2D)
+    labels, count = ndimage.label(holes, structure=IN_SLICE)
     if count == 0:
         return np.zeros(bone.shape, dtype=bool)
     index = np.arange(1, count + 1)

@@ -16,6 +16,11 @@ from ..volume import Volume, affine_from_geometry
 WORK_SPACING_RANGE_MM = (1.5, 3.0)
 
 
+def voxel_centres_mm(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World (LPS mm) centres of voxels given as (M, 3) array indices (z, y, x), e.g. from ``np.argwhere``."""
+    return zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
+
+
 def work_spacing_mm(volume: Volume) -> float:
     """Isotropic working spacing for a scan: its finest spacing, clipped to :data:`WORK_SPACING_RANGE_MM`."""
     low, high = WORK_SPACING_RANGE_MM

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, signal
 
+from .tissue import IN_SLICE
+
 #: Canal cross-section area accepted for the fluid tube, mm^2 (a thin cervical canal to a wide lumbar sac).
 CANAL_AREA_MM2 = (20.0, 900.0)
 #: Length of the cranio-caudal line the canal mask is opened with, mm (longer than a disc nucleus is thick).
@@ -137,10 +139,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 # ---- canal ---------------------------------------------------------------------------------------------------
 #: Connectivity within axial slices only (a 3D structuring element with an empty z neighbourhood).
-IN_SLICE = np.zeros((3, 3, 3), dtype=bool)
-IN_SLICE[1] = ndimage.generate_binary_structure(2, 1)
-
-
 def fill_holes_in_slices(mask: np.ndarray, max_area_voxels: int | None = None) -> np.ndarray:
     """Fill holes within axial slices, only those up to ``max_area_voxels`` when given: the cord inside its ring
     of fluid, not the whole body inside a ring of bright subcutaneous fat."""

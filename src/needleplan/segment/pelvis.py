@@ -8,13 +8,10 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import ILIUM_IDS, VERSE_IDS, Vertebra
+from .grid import voxel_centres_mm
 
 #: Height bins of the SI joint lines, mm.
 JOINT_STEP_MM = 5.0
-
-
-def _world(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
 
 
 def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None) -> dict[str, Any]:
@@ -31,7 +28,7 @@ def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None)
     origin = np.asarray(s1.landmarks["body_centroid"])
     marks: dict[str, Any] = {"midline": {"point": origin, "normal": left}}
     sacrum_grown = ndimage.binary_dilation(sacrum, iterations=2)
-    sac_points = _world(np.argwhere(sacrum), affine)
+    sac_points = voxel_centres_mm(np.argwhere(sacrum), affine)
     top = float(np.max((sac_points - origin) @ superior))
     for side, label in ILIUM_IDS.items():
         sign = 1.0 if side == "left" else -1.0
@@ -42,11 +39,11 @@ def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None)
             marks[f"sacral_ala_{side}"] = upper[np.argmax(sign * ((upper - origin) @ left))]
         if not ilium.any():
             continue
-        points = _world(np.argwhere(ilium), affine)
+        points = voxel_centres_mm(np.argwhere(ilium), affine)
         marks[f"iliac_crest_top_{side}"] = points[np.argmax((points - origin) @ superior)]
         marks[f"psis_{side}"] = points[np.argmax((points - origin) @ posterior)]
-        contact = _world(np.argwhere(sacrum_grown & ndimage.binary_dilation(ilium, iterations=2) & (sacrum | ilium)),
-                         affine)
+        touching = sacrum_grown & ndimage.binary_dilation(ilium, iterations=2) & (sacrum | ilium)
+        contact = voxel_centres_mm(np.argwhere(touching), affine)
         if len(contact) < 4:
             continue
         height = (contact - origin) @ superior

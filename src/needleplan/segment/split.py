@@ -16,6 +16,7 @@ from scipy.spatial import cKDTree
 
 from .curve import SpineCurve
 from .discs import Disc
+from .grid import voxel_centres_mm
 
 #: The middle share of each slab (between its disc planes) that seeds its vertebra.
 MARKER_CORE_SHARE = 0.5
@@ -79,7 +80,7 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
         First id of the other-bone labels.
     """
     zyx = np.argwhere(bone)
-    points = zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
+    points = voxel_centres_mm(zyx, affine)
     distance, _ = cKDTree(curve.points_mm).query(points)
     slab = slab_index(points, discs)
     markers = np.zeros(bone.shape, dtype=np.int32)

@@ -31,8 +31,9 @@ EDGE_SHARE = 0.35
 #: Gaussian smoothing (standard deviation, mm) before thresholding: tames noise, keeps thin cortex.
 SMOOTHING_MM = 0.8
 
-_SLICE_2D = np.zeros((3, 3, 3), dtype=bool)
-_SLICE_2D[1] = ndimage.generate_binary_structure(2, 1)
+#: Structuring element that connects voxels within an axial slice (axis 0) only.
+IN_SLICE = np.zeros((3, 3, 3), dtype=bool)
+IN_SLICE[1] = ndimage.generate_binary_structure(2, 1)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Tissue:
 
 def fill_holes_per_slice(mask: np.ndarray, axis: int = 0) -> np.ndarray:
     """Fill the 2D holes of every slice of a 3D mask across ``axis`` (0: axial on a (z, y, x) grid)."""
-    return ndimage.binary_fill_holes(mask, structure=np.moveaxis(_SLICE_2D, 0, axis))
+    return ndimage.binary_fill_holes(mask, structure=np.moveaxis(IN_SLICE, 0, axis))
 
 
 def body_mask(hu: np.ndarray) -> np.ndarray:
@@ -100,7 +101,7 @@ def bone_mask(hu: np.ndarray, body: np.ndarray, soft_peak_hu: float, bone_hu: fl
     marrow = np.zeros_like(bone)
     for axis in range(3):
         holes = fill_holes_per_slice(bone, axis) & ~bone
-        hole_labels, hole_count = ndimage.label(holes, structure=np.moveaxis(_SLICE_2D, 0, axis))
+        hole_labels, hole_count = ndimage.label(holes, structure=np.moveaxis(IN_SLICE, 0, axis))
         if hole_count:
             means = ndimage.mean(hu, hole_labels, index=np.arange(1, hole_count + 1))
             marrow |= np.concatenate([[False], means > soft_peak_hu + MARROW_ABOVE_SOFT_HU])[hole_labels]
