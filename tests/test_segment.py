@@ -139,3 +139,11 @@ def test_segment_does_not_modify_its_input(phantom_case):
     before = case.ct.voxels.copy()
     npl.segment(case.ct)
     assert np.array_equal(before, case.ct.voxels)
+
+
+def test_phantom_sap_tp_junction_on_the_coarse_phantom(phantom_case):
+    case, spine = phantom_case
+    errors = landmark_errors_mm(spine.landmarks(), case.landmarks)
+    junction = [errors[f"{name}.sap_tp_junction_{side}"] for name in LUMBAR for side in ("left", "right")]
+    assert np.median(junction) <= 3.0, junction
+    assert np.median([errors[f"{name}.tp_tip_{side}"] for name in LUMBAR for side in ("left", "right")]) <= 2.5

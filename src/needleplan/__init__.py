@@ -6,11 +6,12 @@ from .fluoro import CArm, Display, Exposure, Fluoro, render
 from .io import load, save_volume
 from .needle import Needle
 from .phantoms import PhantomCase, phantom
+from .plan import Plan, PlanOptions, plan, plan_all, plan_joint
 from .segment import segment
 from .volume import Volume
 
 __all__ = [
     "CArm", "Display", "Exposure", "Fluoro", "Needle", "NeedleplanError", "NeedleplanWarning", "PhantomCase",
-    "Spine", "Vertebra", "Volume", "load", "phantom", "render", "save_volume", "segment",
+    "Plan", "PlanOptions", "Spine", "Vertebra", "Volume", "load", "phantom", "plan", "plan_all", "plan_joint", "render", "save_volume", "segment",
 ]
 __version__ = "0.1.0"

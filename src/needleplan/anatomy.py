@@ -244,10 +244,10 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _arrays(value: Any) -> Any:
+def landmark_arrays(value: Any) -> Any:
     """Inverse of :func:`_jsonable` for landmarks: numeric lists become arrays."""
     if isinstance(value, dict):
-        return {k: _arrays(v) for k, v in value.items()}
+        return {k: landmark_arrays(v) for k, v in value.items()}
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in np.ravel(value)):
         try:
             return np.asarray(value, dtype=np.float64)
@@ -261,14 +261,14 @@ def landmarks_from_dict(data: dict[str, Any]) -> tuple[dict[str, Vertebra], dict
     try:
         vertebrae = {
             item["name"]: Vertebra(item["name"], int(item["label"]), float(item["confidence"]),
-                                   _arrays(item["landmarks"]), list(item.get("notes", [])))
+                                   landmark_arrays(item["landmarks"]), list(item.get("notes", [])))
             for item in data["vertebrae"]
         }
         numbering = Numbering(data["numbering"]["anchor"], float(data["numbering"]["confidence"]),
                               list(data["numbering"].get("notes", [])))
     except (KeyError, TypeError, ValueError) as error:
         raise NeedleplanError(f"not a needleplan landmarks document: {error!r}") from error
-    return vertebrae, _arrays(data.get("pelvis", {})), numbering
+    return vertebrae, landmark_arrays(data.get("pelvis", {})), numbering
 
 
 def read_landmarks(path: str | Path) -> tuple[dict[str, Vertebra], dict[str, Any], Numbering]:

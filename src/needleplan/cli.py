@@ -147,6 +147,35 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--resample", action="store_true",
                         help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
     render.set_defaults(run=_render)
+
+    plan = commands.add_parser(
+        "plan", help="plan a needle path: target, entry, angles, C-arm views, safety; write a report",
+        description="Segment a spine CT, plan one procedure (or every procedure with --all, or the two medial "
+        "branches of a facet joint with --joint) and write into OUTDIR: plan.json (LPS mm, degrees; see "
+        "docs/plan-json.md), the simulated fluoroscopy of every proposed C-arm view with the plan drawn over it "
+        "and a 3D picture (images/), and report.html, one self-contained page for the physician. PATH 'phantom' "
+        "or 'phantom:SEED' plans on the built-in phantom's CT, segmented like any CT.")
+    plan.add_argument("path", help="CT: DICOM folder, DICOMDIR, DICOM file, NIfTI/MHA/NRRD file, or phantom[:SEED]")
+    plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder (created)")
+    what = plan.add_mutually_exclusive_group(required=True)
+    what.add_argument("--level", default=None, help="TFESI: vertebra above the foramen (L1-L5, S1); MBB/RFA: the "
+                      "nerve (L1-L4 medial branch, L5 dorsal ramus); SI: S1")
+    what.add_argument("--joint", default=None, metavar="LEVEL-LEVEL",
+                      help="a facet joint, e.g. L4-L5: plans its two medial branches (MBB by default, or RFA)")
+    what.add_argument("--all", action="store_true", help="plan every procedure (or --procedure), level and side")
+    plan.add_argument("--procedure", default=None, metavar="NAME",
+                      help="tfesi (default), mbb, rfa or si; with --joint mbb (default) or rfa")
+    plan.add_argument("--side", default=None, help="left or right (needed with --level and --joint)")
+    plan.add_argument("--approach", default=None,
+                      help="TFESI: supraneural or infraneural (default: infraneural at L1-L3, supraneural below)")
+    plan.add_argument("--size", type=int, default=512, metavar="N",
+                      help="simulated fluoroscopy pixels per side, 64-4096 (default 512)")
+    plan.add_argument("--engine", choices=ENGINES, default="classical", help="segmentation engine (default classical)")
+    plan.add_argument("--series", default=None, metavar="UID",
+                      help="DICOM SeriesInstanceUID or SeriesNumber when the input holds several series")
+    plan.add_argument("--resample", action="store_true",
+                      help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
+    plan.set_defaults(run=_plan)
     return parser
 
 
@@ -276,8 +305,8 @@ def _check_render_args(args: argparse.Namespace) -> None:
     numbers = {"--oblique": args.oblique, "--tilt": args.tilt, "--sid": args.sid, "--sod": args.sod,
                "--detector-mm": args.detector_mm, "--energy-kev": args.energy_kev, "--gamma": args.gamma,
                "--collimator-mm": args.collimator_mm}
-    numbers.update({f"--isocenter {axis}": v for axis, v in zip("XYZ", args.isocenter or ())})
-    numbers.update({f"--window {end}": v for end, v in zip(("LOW", "HIGH"), args.window or ())})
+    numbers.update({f"--isocenter {axis}": v for axis, v in zip("XYZ", args.isocenter or (), strict=False)})
+    numbers.update({f"--window {end}": v for end, v in zip(("LOW", "HIGH"), args.window or (), strict=False)})
     for flag, value in numbers.items():
         if value is not None and not math.isfinite(value):
             raise NeedleplanError(f"{flag} must be a finite number, got {value}")
@@ -301,6 +330,88 @@ def _check_render_args(args: argparse.Namespace) -> None:
     if out == source or source in out.parents:
         raise NeedleplanError(f"will not write {describe_path(args.out)} inside the input "
                               f"{describe_path(args.path)}; choose an output outside it")
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from .plan.outputs import write_plan_outputs
+
+    request = _plan_request(args)
+    volume, source = _plan_input(args)
+    from .segment import segment
+
+    spine = segment(volume, engine=args.engine)
+    if not spine.vertebrae:
+        raise NeedleplanError(f"found no vertebrae in {source}; nothing was planned")
+    plans, skipped = request(spine)
+    written = write_plan_outputs(volume, spine, plans, args.out, skipped=skipped, single=not (args.all or args.joint),
+                                 size=args.size, source=source)
+    print(f"{source}: levels {', '.join(spine.levels)}")
+    for plan in plans:
+        print(f"  {plan.summary()}")
+    for name, why in skipped.items():
+        print(f"  {name}: not planned: {why}")
+    images = sum(len(paths) for paths in written["views"].values()) + len(written["pictures"])
+    print(f"wrote {written['plan_json']}, {written['report']} and {images} images in "
+          f"{Path(args.out) / 'images'}")
+    return 0
+
+
+def _plan_request(args: argparse.Namespace):  # noqa: ANN202
+    """Check the plan arguments before any work; returns spine -> (plans, skipped)."""
+    from .anatomy import LEVEL_ORDER, SIDES
+    from .plan import PROCEDURES, plan, plan_all, plan_joint
+
+    if not 64 <= args.size <= 4096:
+        raise NeedleplanError(f"--size must be within 64-4096 pixels, got {args.size}")
+    procedure = args.procedure.lower() if args.procedure else None
+    if procedure is not None and procedure not in PROCEDURES:
+        raise NeedleplanError(f"unknown procedure {args.procedure!r}; choose one of {', '.join(PROCEDURES)}")
+    side = args.side.lower() if args.side else None
+    if args.all:
+        if side is not None or args.approach is not None:
+            raise NeedleplanError("--all plans both sides with the default approaches; leave out --side and "
+                                  "--approach")
+        chosen = (procedure,) if procedure else PROCEDURES
+
+        def every(spine: Spine) -> tuple[list, dict[str, str]]:
+            case = plan_all(spine, chosen)
+            return case.plans, case.skipped
+        return every
+    if side not in SIDES:
+        raise NeedleplanError(f"--side must be 'left' or 'right', got {args.side!r}" if args.side else
+                              "--side is needed: left or right")
+    if args.joint is not None:
+        procedure = procedure or "mbb"
+        if procedure not in ("mbb", "rfa"):
+            raise NeedleplanError(f"--joint is for mbb or rfa, not {procedure!r}")
+        if args.approach is not None:
+            raise NeedleplanError("--approach is for TFESI plans, not --joint")
+        return lambda spine: (plan_joint(spine, args.joint, side, procedure), {})
+    level = args.level.upper()
+    if level not in LEVEL_ORDER:
+        raise NeedleplanError(f"unknown level {args.level!r}; levels are named like L4 or S1")
+    return lambda spine: ([plan(spine, procedure or "tfesi", level, side, approach=args.approach)], {})
+
+
+def _plan_input(args: argparse.Namespace):  # noqa: ANN202
+    """The CT to plan on and its name: a file or folder, or the built-in phantom ("phantom" or "phantom:SEED")."""
+    from .io import load
+
+    spec = str(args.path)
+    if spec == "phantom" or spec.startswith("phantom:"):
+        from .phantoms import phantom
+
+        seed_text = spec.partition(":")[2] or "0"
+        try:
+            seed = int(seed_text)
+        except ValueError:
+            raise NeedleplanError(f"the phantom's seed must be a whole number, as in phantom:3; got {spec!r}") from None
+        if seed < 0:
+            raise NeedleplanError(f"the phantom's seed must be 0 or more, got {seed}")
+        return phantom(seed=seed).ct, f"phantom seed {seed}"
+    path = Path(spec)
+    _refuse_writing_into(path, [args.out])
+    return load(path, series=args.series, resample=args.resample), path.name
 
 
 if __name__ == "__main__":

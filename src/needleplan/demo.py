@@ -1,5 +1,7 @@
 """The quick-start job on the built-in phantom: build it, write it as DICOM, load it back, check what was found,
-and take simulated fluoroscopy shots of a needle aimed at the left L4 foramen.
+take simulated fluoroscopy shots of a needle aimed at the left L4 foramen, then run the real pipeline on the
+reloaded CT: segment it, plan (an L4 left transforaminal injection and an L4 left radiofrequency ablation) and
+write the physician's report with its simulated views to ``OUT/plan/report.html``.
 
 Run as ``python -m needleplan.demo [OUT]`` (``scripts/demo.sh`` does). Everything goes to ``OUT`` (default
 ``demo-out``). A rerun reuses the phantom written by an earlier run when its ground truth matches.
@@ -22,9 +24,14 @@ from .fluoro.writers import sidecar_path
 from .io.atomic import atomic_file
 from .needle import Needle
 from .phantoms import VERTEBRA_LABELS, PhantomCase, phantom
+from .plan import plan
+from .plan.outputs import write_plan_outputs
+from .segment import segment
 from .volume import Volume
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
+#: The plans the demo makes: (procedure, level, side).
+PLANS = (("tfesi", "L4", "left"), ("rfa", "L4", "left"))
 
 
 def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
@@ -54,6 +61,7 @@ def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
     shots = _fluoro_shots(ct, case, out)
     print(f"  simulated fluoroscopy in {time.perf_counter() - start:.1f} s: "
           + ", ".join(f"{name} ({shot['pose']})" for name, shot in shots.items()))
+    planning = _plans(ct, out / "plan")
 
     summary = {
         "seed": seed,
@@ -62,11 +70,13 @@ def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
         "round_trip": {"voxels_identical": same_voxels, "max_affine_difference": geometry_error_mm},
         "landmarks_on_expected_labels": checks,
         "fluoro": shots,
+        "plan": planning,
     }
     with atomic_file(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     ok = (same_voxels and geometry_error_mm < 1e-4 and all(all(c.values()) for c in checks.values())
-          and all(shot["needle_tip_visible"] for shot in shots.values()) and shots["coaxial"]["needle_is_a_dot"])
+          and all(shot["needle_tip_visible"] for shot in shots.values()) and shots["coaxial"]["needle_is_a_dot"]
+          and set(LEVELS) <= set(planning["levels"]) and any(p["feasible"] for p in planning["plans"].values()))
     print(f"demo {'passed' if ok else 'FOUND PROBLEMS'}: results in {out}/")
     summary["ok"] = ok
     return summary
@@ -149,6 +159,24 @@ def _fluoro_shots(ct: Volume, case: PhantomCase, out: Path) -> dict[str, dict]:
                        "tip_px": [round(tip.col, 2), round(tip.row, 2)],
                        "needle_is_a_dot": bool(np.hypot(tip.col - hub.col, tip.row - hub.row) < 1.0)}
     return shots
+
+
+def _plans(ct: Volume, out: Path) -> dict:
+    """Segment the reloaded CT like any scan, plan ``PLANS`` on it and write the report and images to ``out``."""
+    start = time.perf_counter()
+    spine = segment(ct)
+    print(f"  segmented in {time.perf_counter() - start:.1f} s: {', '.join(spine.levels)}")
+    start = time.perf_counter()
+    plans = [plan(spine, procedure, level, side) for procedure, level, side in PLANS]
+    written = write_plan_outputs(ct, spine, plans, out, single=False, source="the demo phantom (reloaded DICOM)")
+    for item in plans:
+        print(f"  {item.summary()}")
+    print(f"  report with {sum(len(v) for v in written['views'].values())} simulated views in "
+          f"{time.perf_counter() - start:.1f} s: {written['report']}")
+    return {"levels": spine.levels, "report": str(written["report"].relative_to(out.parent)),
+            "plans": {item.name: {"feasible": item.feasible, "summary": item.summary(),
+                                  "views": [p.name for p in written["views"].get(item.name, [])]}
+                      for item in plans}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from .errors import NeedleplanError, NeedleplanWarning, describe_path
 
 #: Outer diameter in mm of hypodermic and spinal needles by Birmingham gauge (ISO 9626 nominal values).
 GAUGE_OUTER_DIAMETER_MM = {
+    16: 1.651,
     18: 1.270,
     20: 0.908,
     21: 0.819,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ from ..attenuation import MU_WATER_70KEV_PER_MM, hu_to_mu
 from ..volume import Volume
 from .anatomy import LUMBAR_LEVELS, MATERIALS, STRUCTURE_IDS, VERTEBRA_LABELS
 from .shapes import Part
+
+if TYPE_CHECKING:
+    from ..anatomy import Spine
 
 _RAYS_PER_CHUNK = 2048
 _VOXELS_PER_CHUNK = 4_000_000
@@ -232,6 +235,12 @@ class PhantomCase:
         """Sample this case, noise-free, on any grid: (ct int16 HU, vertebra labels, structures)."""
         painted = paint(self.parts, index_to_world, shape_zyx)
         return volumes_from_paint(painted, index_to_world, self.material_hu, self.seed)
+
+    def spine(self) -> "Spine":
+        """The exact anatomy as a :class:`~needleplan.anatomy.Spine` (what a perfect segmentation would give)."""
+        from .truth import truth_spine
+
+        return truth_spine(self)
 
     def ground_truth(self) -> dict[str, Any]:
         """JSON-ready facts: seed, recipe, grid geometry, label, structure and material ids, landmarks."""

@@ -17,6 +17,7 @@ from .grid import to_scan_grid, voxel_centres_mm, work_grid, work_spacing_mm
 from .landmarks import foramen_and_root, vertebra_landmarks
 from .numbering import name_levels
 from .pelvis import pelvis_landmarks
+from .sacrum import sacrum_landmarks
 from .split import slab_index, split_bone
 from .tissue import SMOOTHING_MM, tissue_masks
 
@@ -26,6 +27,11 @@ MIN_RIB_ML = 1.0
 MIN_ILIUM_ML = 20.0
 #: The lowest vertebra is the sacrum when it is at least this tall along the spine (mm) and touches an ilium.
 MIN_SACRUM_HEIGHT_MM = 40.0
+#: An ilium piece with at least this share of its voxels on each side of the sacrum's midsagittal plane holds both
+#: hip bones (joined through the pubic symphysis at coarse spacing) and is cut apart on that plane.
+JOINED_SHARE = 0.2
+#: The S1 segment: sacrum within this distance below the L5-S1 disc (its lower half-height), mm.
+S1_SEGMENT_MM = 30.0
 
 
 def _neighbours(labels: np.ndarray, label: int, reach: int = 2) -> dict[int, int]:
@@ -95,16 +101,27 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
     labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
                     {"source": "needleplan.segment", "convention": "verse"})
 
-    vertebrae = _vertebrae(slabs, present, names, ribs, numbering.confidence, discs, curve, canal, affine, spacing)
-    pelvis = pelvis_landmarks(verse, affine, vertebrae.get("S1")) if sacrum_slab else {}
+    vertebrae, sacral = _vertebrae(slabs, present, names, ribs, numbering.confidence, discs, curve, canal, affine,
+                                   spacing)
+    pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if sacrum_slab else {}
     structures = _structures(tissue, canal, discs, verse, affine, spacing)
     return Spine(
         labels=labels, vertebrae=vertebrae, pelvis=pelvis,
         structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
         curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="classical",
-        unavailable={"s1_posterior_foramen": "the posterior S1 foramina are not measured yet by the classical "
-                                             "engine"},
+        unavailable=_unavailable(vertebrae, pelvis),
     )
+
+
+def _unavailable(vertebrae: dict[str, Vertebra], pelvis: dict[str, Any]) -> dict[str, str]:
+    """The S1 foramen landmarks that could not be measured, with the reason."""
+    if "S1" not in vertebrae:
+        return {}
+    missing = [side for side in ("left", "right") if f"s1_posterior_foramen_{side}" not in pelvis]
+    if not missing:
+        return {}
+    return {"s1_posterior_foramen": f"no S1 foramen channel ({' and '.join(missing)}) was found as a hole through "
+                                    "the sacrum below the S1 pedicle (too coarse a scan, or a cut edge)"}
 
 
 def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray, curve: SpineCurve,
@@ -125,18 +142,21 @@ def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray
         present.append(k)
         slabs[inside] = k
     numbering = Numbering("totalsegmentator", 0.9, ["names from TotalSegmentator's labels"])
-    vertebrae = {}
+    vertebrae, sacral = {}, {}
     for k, name in zip(present, names, strict=True):
         only = np.where(verse == VERSE_IDS[name], k, 0)
-        vertebrae.update(_vertebrae(only, [k], [name], [False], numbering.confidence, discs, curve, canal, affine,
-                                    spacing))
-    pelvis = pelvis_landmarks(verse, affine, vertebrae.get("S1")) if "S1" in vertebrae else {}
+        found, extra = _vertebrae(only, [k], [name], [False], numbering.confidence, discs, curve, canal, affine,
+                                  spacing)
+        vertebrae.update(found)
+        sacral.update(extra)
+    pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if "S1" in vertebrae else {}
     structures = _structures(tissue, canal, discs, verse, affine, spacing)
     labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
                     {"source": "totalsegmentator via needleplan.segment", "convention": "verse"})
     return Spine(labels=labels, vertebrae=vertebrae, pelvis=pelvis,
                  structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
-                 curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="totalsegmentator")
+                 curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="totalsegmentator",
+                 unavailable=_unavailable(vertebrae, pelvis))
 
 
 def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
@@ -152,14 +172,27 @@ def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, l
 
 def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, curve: SpineCurve,
           piece_ml: np.ndarray) -> dict[int, str]:
-    """Pieces of other bone that touch the sacrum and are large: ilium id -> side."""
+    """Pieces of other bone that touch the sacrum and are large: ilium id -> side.
+
+    A piece lying on both sides of the sacrum's midsagittal plane (curve point and left vector nearest the
+    sacrum's centroid) holds both hip bones: it is cut on that plane and its right part gets a new id in
+    ``slabs`` (changed in place).
+    """
+    sacral_centre = voxel_centres_mm(np.argwhere(slabs == sacrum), affine).mean(axis=0)
+    n = int(curve.nearest(sacral_centre[None])[0])
     out: dict[int, str] = {}
     for piece in _neighbours(slabs, sacrum):
         if piece < other_base or piece_ml[piece] < MIN_ILIUM_ML:
             continue
-        centre = voxel_centres_mm(np.argwhere(slabs == piece), affine).mean(axis=0)
-        n = int(curve.nearest(centre[None])[0])
-        out[piece] = "left" if np.dot(centre - curve.points_mm[n], curve.left[n]) > 0 else "right"
+        zyx = np.argwhere(slabs == piece)
+        on_left = (voxel_centres_mm(zyx, affine) - curve.points_mm[n]) @ curve.left[n] > 0
+        share = float(on_left.mean())
+        if min(share, 1.0 - share) >= JOINED_SHARE:
+            right = int(slabs.max()) + 1
+            slabs[tuple(zyx[~on_left].T)] = right
+            out[piece], out[right] = "left", "right"
+        else:
+            out[piece] = "left" if share > 0.5 else "right"
     return out
 
 
@@ -170,20 +203,36 @@ def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], piece_
     return False
 
 
+def _s1_segment(points: np.ndarray, above: Disc | None) -> np.ndarray:
+    """The points (M, 3) of the sacrum's S1 segment: within :data:`S1_SEGMENT_MM` below the L5-S1 disc."""
+    if above is None:
+        return points
+    depth = (above.center_mm - points) @ above.normal - 0.5 * above.height_mm
+    return points[depth <= S1_SEGMENT_MM]
+
+
 def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: list[bool], confidence: float,
                discs: list[Disc], curve: SpineCurve, canal: np.ndarray, affine: np.ndarray,
-               spacing: float) -> dict[str, Vertebra]:
+               spacing: float) -> tuple[dict[str, Vertebra], dict[str, Any]]:
+    """The vertebrae with their landmarks, and the pelvic landmarks measured on the sacrum (ala, S1 foramina)."""
     canal_points = voxel_centres_mm(np.argwhere(canal), affine)
     canal_slab = slab_index(canal_points, discs) + 1
     marks: dict[str, dict[str, Any]] = {}
     out: dict[str, Vertebra] = {}
+    sacral: dict[str, Any] = {}
     for k, name, rib in zip(present, names, ribs, strict=True):
-        points = voxel_centres_mm(np.argwhere(slabs == k), affine)
+        mask = slabs == k
+        points = voxel_centres_mm(np.argwhere(mask), affine)
         above = discs[k - 2] if k >= 2 else None
         below = discs[k - 1] if k - 1 < len(discs) else None
-        origin, axes = _frame(curve, points.mean(axis=0)[None], above, below)
-        found = vertebra_landmarks(points, canal_points[canal_slab == k], origin, axes, spacing,
-                                   is_sacrum=name == "S1")
+        own, own_canal = points, canal_points[canal_slab == k]
+        if name == "S1":  # the sacrum's lower segments curve forward: measure S1 on its own segment
+            own, own_canal = _s1_segment(points, above), _s1_segment(own_canal, above)
+        origin, axes = _frame(curve, own.mean(axis=0)[None], above, below)
+        found = vertebra_landmarks(own, own_canal, origin, axes, spacing, is_sacrum=name == "S1")
+        if name == "S1" and "body_centroid" in found:
+            s1_marks, sacral = sacrum_landmarks(mask, affine, found, spacing)
+            found.update(s1_marks)
         notes = ["ribs articulate with it"] if rib else []
         if above is None or below is None:
             notes.append("cut by the edge of the scan or without a disc on one side: landmarks may be partial")
@@ -192,7 +241,7 @@ def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: li
     for upper, lower in zip(names[:-1], names[1:], strict=True):
         for side in ("left", "right"):
             marks[upper].update(foramen_and_root(marks[upper], marks[lower], side))
-    return out
+    return out, sacral
 
 
 def _structures(tissue: Any, canal: np.ndarray, discs: list[Disc], verse: np.ndarray, affine: np.ndarray,

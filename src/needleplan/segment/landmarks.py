@@ -14,15 +14,59 @@ import numpy as np
 
 #: Radius of the modelled exiting nerve root tube, mm (CLINICAL.md section 1 [eng]).
 ROOT_RADIUS_MM = 3.0
-_SIDE_SIGN = {"left": 1.0, "right": -1.0}
+#: Half the height of a lumbar pedicle where the nerve models need it, mm (Zindrick 1987: heights 14-15.4 mm).
+PEDICLE_HALF_HEIGHT_MM = 7.5
+#: Sign of the frame's lateral coordinate that points outward on each side.
+SIDE_SIGN = {"left": 1.0, "right": -1.0}
 
 
-def _to_frame(points: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
+def to_frame(points: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """World points (..., 3) -> frame coordinates (lateral-left, posterior, superior) about ``origin``."""
     return (points - origin) @ axes
 
 
-def _to_world(local: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
+def to_world(local: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """Frame coordinates (..., 3) -> world points."""
     return origin + np.asarray(local) @ axes.T
+
+
+def cap(points: np.ndarray, direction: np.ndarray, depth_mm: float, spacing_mm: float) -> np.ndarray:
+    """Centre of the surface of a point cloud that faces ``direction``: the mean of the points within ``depth_mm``
+    of the extreme along it, moved out to the surface (half a voxel beyond the extreme voxel centre)."""
+    along = points @ direction
+    top = float(along.max())
+    centre = points[along >= top - depth_mm].mean(axis=0)
+    return centre + (top + 0.5 * spacing_mm - float(centre @ direction)) * direction
+
+
+def top_cap(points: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Centre of the top of a process (frame points (M, 3)): its uppermost voxel layer, at the surface."""
+    return cap(points, np.array([0.0, 0.0, 1.0]), spacing_mm, spacing_mm)
+
+
+def face_line(points: np.ndarray, s: float, spacing_mm: float) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """The lateral face of an articular process from its axial cross-section (frame points (M, 3)).
+
+    The process's long axis in the axial plane (its principal direction, turned to point posteriorly) runs along
+    the face; the face lies at the outermost points across that axis, on the side ``s`` (+1 left, -1 right).
+
+    Returns
+    -------
+    (centre (2,), along (2,) unit, half_length) or None
+        Centre of the face (frame x, y), its direction and half its length; None with fewer than 4 points.
+    """
+    if len(points) < 4:
+        return None
+    flat = points[:, :2]
+    middle = flat.mean(axis=0)
+    along = np.linalg.svd(flat - middle, full_matrices=False)[2][0]
+    along = along if along[1] >= 0 else -along
+    normal = np.array([along[1], -along[0]])
+    normal = normal if s * normal[0] >= 0 else -normal
+    t = (flat - middle) @ along
+    outward = float(np.percentile((flat - middle) @ normal, 98)) + 0.5 * spacing_mm
+    centre = middle + 0.5 * (t.max() + t.min()) * along + outward * normal
+    return centre, along, 0.5 * float(np.ptp(t) + spacing_mm)
 
 
 def _plane_fit_normal(points: np.ndarray, hint: np.ndarray) -> np.ndarray:
@@ -58,7 +102,7 @@ def _endplate(local: np.ndarray, which: str, radius_mm: float, spacing_mm: float
 def _pedicle(local: np.ndarray, side: str, canal_half_width: float, body_back: float, height: tuple[float, float],
              spacing_mm: float) -> dict[str, Any] | None:
     """Pedicle in frame coordinates: voxels between the body's back wall and the canal centre, beside the canal."""
-    s = _SIDE_SIGN[side]
+    s = SIDE_SIGN[side]
     lateral = s * local[:, 0]
     region = ((lateral > canal_half_width - 4.0) & (lateral < canal_half_width + 16.0)
               & (local[:, 1] > body_back) & (local[:, 1] < 2.0)
@@ -110,10 +154,10 @@ def vertebra_landmarks(points_mm: np.ndarray, canal_points_mm: np.ndarray, origi
         Keys as documented in :mod:`needleplan.anatomy`, values in world mm.
     """
     if len(canal_points_mm) >= 4:
-        canal_local = _to_frame(canal_points_mm, origin_mm, axes)
-        origin_mm = _to_world(np.array([*canal_local[:, :2].mean(axis=0), 0.0]), origin_mm, axes)
-    local = _to_frame(points_mm, origin_mm, axes)
-    canal_local = _to_frame(canal_points_mm, origin_mm, axes) if len(canal_points_mm) else np.zeros((0, 3))
+        canal_local = to_frame(canal_points_mm, origin_mm, axes)
+        origin_mm = to_world(np.array([*canal_local[:, :2].mean(axis=0), 0.0]), origin_mm, axes)
+    local = to_frame(points_mm, origin_mm, axes)
+    canal_local = to_frame(canal_points_mm, origin_mm, axes) if len(canal_points_mm) else np.zeros((0, 3))
     canal_front = float(np.percentile(canal_local[:, 1], 2)) - 0.5 * spacing_mm if len(canal_local) >= 4 else -8.0
     canal_half_width = (float(np.percentile(np.abs(canal_local[:, 0]), 98)) + 0.5 * spacing_mm
                         if len(canal_local) >= 4 else 11.0)
@@ -122,21 +166,21 @@ def vertebra_landmarks(points_mm: np.ndarray, canal_points_mm: np.ndarray, origi
         return {}
     marks: dict[str, Any] = {}
     body_centre = body_local.mean(axis=0)
-    marks["body_centroid"] = _to_world(body_centre, origin_mm, axes)
+    marks["body_centroid"] = to_world(body_centre, origin_mm, axes)
     marks["axes"] = {"left": axes[:, 0], "posterior": axes[:, 1], "superior": axes[:, 2]}
     around = body_local - np.array([body_centre[0], body_centre[1], 0.0])
     for which in ("superior", "inferior"):
         centre, normal = _endplate(around, which, 12.0, spacing_mm)
         centre = centre + np.array([body_centre[0], body_centre[1], 0.0])
-        marks[f"{which}_endplate"] = {"center": _to_world(centre, origin_mm, axes), "normal": axes @ normal}
+        marks[f"{which}_endplate"] = {"center": to_world(centre, origin_mm, axes), "normal": axes @ normal}
     top = float(np.percentile(body_local[:, 2], 98))
     height = (top - 25.0, top + 2.0)
     pedicles = {side: _pedicle(local, side, canal_half_width, canal_front - 3.0, height, spacing_mm)
-                for side in _SIDE_SIGN}
+                for side in SIDE_SIGN}
     pedicle_z = np.mean([p["center"][2] for p in pedicles.values() if p is not None]) if any(pedicles.values()) \
         else 0.5 * (top + body_local[:, 2].min())
     canal_here = canal_local[np.abs(canal_local[:, 2] - pedicle_z) < max(spacing_mm, 2.0)]
-    marks["canal_center"] = _to_world(np.array([*(canal_here[:, :2].mean(axis=0) if len(canal_here) else (0, 0)),
+    marks["canal_center"] = to_world(np.array([*(canal_here[:, :2].mean(axis=0) if len(canal_here) else (0, 0)),
                                                 pedicle_z]), origin_mm, axes)
     if len(canal_here) >= 3:
         marks["canal_outline"] = _outline(canal_here[:, :2], pedicle_z, origin_mm, axes)
@@ -144,10 +188,10 @@ def vertebra_landmarks(points_mm: np.ndarray, canal_points_mm: np.ndarray, origi
         if ped is None:
             continue
         axis3 = np.array([*ped["axis2d"], 0.0])
-        marks[f"pedicle_{side}"] = {"center": _to_world(ped["center"], origin_mm, axes), "axis": axes @ axis3,
+        marks[f"pedicle_{side}"] = {"center": to_world(ped["center"], origin_mm, axes), "axis": axes @ axis3,
                                     "narrowest_width_mm": ped["narrowest_width_mm"]}
     if not is_sacrum:
-        marks.update(_posterior_elements(local, origin_mm, axes, canal_half_width, pedicles, spacing_mm))
+        marks.update(_posterior_elements(local, origin_mm, axes, canal_half_width, pedicles, top, spacing_mm))
     return marks
 
 
@@ -163,39 +207,110 @@ def _outline(points2d: np.ndarray, z: float, origin: np.ndarray, axes: np.ndarra
         ring.append(here[np.argmax(np.linalg.norm(here, axis=1))])
     ring = np.array(ring) + centre
     ring = np.vstack([ring, ring[:1]])
-    return _to_world(np.column_stack([ring, np.full(len(ring), z)]), origin, axes)
+    return to_world(np.column_stack([ring, np.full(len(ring), z)]), origin, axes)
 
 
 def _posterior_elements(local: np.ndarray, origin: np.ndarray, axes: np.ndarray, canal_half_width: float,
-                        pedicles: dict[str, dict[str, Any] | None], spacing_mm: float) -> dict[str, Any]:
-    """SAP, IAP and TP tips, the SAP-TP junction and the spinous tip (frame coordinates -> world)."""
+                        pedicles: dict[str, dict[str, Any] | None], body_top: float,
+                        spacing_mm: float) -> dict[str, Any]:
+    """SAP, IAP and TP tips, the SAP-TP junction, the medial branch and the spinous tip (frame -> world)."""
     marks: dict[str, Any] = {}
     back = local[local[:, 1] > 0.0]
     mid = back[np.abs(back[:, 0]) < 6.0]
-    if len(mid):
-        marks["spinous_tip"] = _to_world(mid[np.argmax(mid[:, 1])], origin, axes)
-    for side, s in _SIDE_SIGN.items():
+    if len(mid):  # the spinous tip's end face droops: take its whole height
+        marks["spinous_tip"] = to_world(cap(mid, np.array([0.0, 1.0, 0.0]), spacing_mm + 3.0, spacing_mm), origin,
+                                        axes)
+    for side, s in SIDE_SIGN.items():
         lateral = s * local[:, 0]
         facet = local[(lateral > canal_half_width - 8.0) & (lateral < canal_half_width + 14.0) & (local[:, 1] > -2.0)]
         if len(facet):
-            marks[f"sap_tip_{side}"] = _to_world(facet[np.argmax(facet[:, 2])], origin, axes)
+            marks[f"sap_tip_{side}"] = to_world(top_cap(facet, spacing_mm), origin, axes)
         arch = local[(lateral > 3.0) & (lateral < canal_half_width + 10.0) & (local[:, 1] > 2.0)]
         if len(arch):
-            marks[f"iap_tip_{side}"] = _to_world(arch[np.argmin(arch[:, 2])], origin, axes)
-        tp = local[(lateral > canal_half_width + 12.0) & (np.abs(local[:, 1]) < 25.0)]
-        if len(tp) < 3:
+            marks[f"iap_tip_{side}"] = to_world(cap(arch, np.array([0.0, 0.0, -1.0]), spacing_mm, spacing_mm),
+                                                origin, axes)
+        tp = _transverse_process(local[(lateral > canal_half_width + 12.0) & (np.abs(local[:, 1]) < 25.0)], s,
+                                 spacing_mm)
+        if tp is None:
             continue
-        marks[f"tp_tip_{side}"] = _to_world(tp[np.argmax(s * tp[:, 0])], origin, axes)
-        # SAP-TP junction: where the TP's upper border meets the SAP's lateral face
-        root = tp[s * tp[:, 0] < canal_half_width + 18.0]
-        if len(root) and f"sap_tip_{side}" in marks:
-            sap_local = _to_frame(marks[f"sap_tip_{side}"], origin, axes)
-            junction = np.array([sap_local[0] + s * 3.0, float(np.median(root[:, 1])), float(root[:, 2].max())])
-            marks[f"sap_tp_junction_{side}"] = _to_world(junction, origin, axes)
-            notch = junction + np.array([0.0, 6.0, -10.0])
-            path = np.array([junction, junction + np.array([0.0, 4.0, 0.0]), notch])
-            marks[f"medial_branch_{side}"] = _to_world(path, origin, axes)
+        marks[f"tp_tip_{side}"] = to_world(tp["tip"], origin, axes)
+        face = face_line(_above(facet, body_top + 0.5 * spacing_mm), s, spacing_mm)
+        if face is not None:
+            pedicle = pedicles[side]
+            floor = pedicle["center"][2] - pedicle["half_height"] + 1.0 if pedicle else -np.inf
+            junction, path = _medial_branch(tp, face, floor)
+            marks[f"sap_tp_junction_{side}"] = to_world(junction, origin, axes)
+            marks[f"medial_branch_{side}"] = to_world(path, origin, axes)
     return marks
+
+
+def _above(points: np.ndarray, height: float) -> np.ndarray:
+    """The points above ``height`` (the SAP where it rises free of body and pedicle), or, when fewer than four
+    are, those above a level 4 mm lower (coarse voxels, short processes)."""
+    high = points[points[:, 2] > height]
+    return high if len(high) >= 4 else points[points[:, 2] > height - 4.0]
+
+
+def _transverse_process(tp: np.ndarray, s: float, spacing_mm: float) -> dict[str, Any] | None:
+    """Axis, tip, upper and lower margins and half-thickness of a transverse process from its lateral voxels.
+
+    The axis runs through the centres of the outer 12 mm of the process (its root merges with pedicle and SAP),
+    fitted as the frame y of those centres against the lateral distance; the tip is the axis's end, at mid-height.
+    """
+    if len(tp) < 3:
+        return None
+    lateral = s * tp[:, 0]
+    outer = tp[lateral > lateral.max() - 12.0]
+    bins = np.floor(s * outer[:, 0] / spacing_mm).astype(np.int64)
+    keys, inverse = np.unique(bins, return_inverse=True)
+    inverse = inverse.ravel()
+    if len(keys) >= 3:
+        count = np.bincount(inverse)
+        xs = np.bincount(inverse, s * outer[:, 0]) / count
+        ys = np.bincount(inverse, outer[:, 1]) / count
+        slope = np.polyfit(xs, ys, 1)[0]
+        direction = np.array([s, slope]) / np.hypot(1.0, slope)
+    else:
+        direction = np.array([s, 0.0])
+    point = outer[:, :2].mean(axis=0)
+    behind = np.array([-direction[1], direction[0]]) * s  # perpendicular to the axis, pointing posteriorly
+    across = (outer[:, :2] - point) @ behind
+    columns = np.floor(outer[:, :2] / spacing_mm).astype(np.int64)
+    _, column = np.unique(columns, axis=0, return_inverse=True)
+    column = column.ravel()
+    tops = np.full(column.max() + 1, -np.inf)
+    bottoms = np.full(column.max() + 1, np.inf)
+    np.maximum.at(tops, column, outer[:, 2])
+    np.minimum.at(bottoms, column, outer[:, 2])
+    top = float(np.median(tops)) + 0.5 * spacing_mm
+    bottom = float(np.median(bottoms)) - 0.5 * spacing_mm
+    reach = float(((tp[:, :2] - point) @ direction).max()) + 0.5 * spacing_mm
+    return {"point": point, "direction": direction, "behind": behind, "top": top, "bottom": bottom,
+            "half_thickness": 0.5 * (float(np.ptp(across)) + spacing_mm),
+            "tip": np.append(point + reach * direction, 0.5 * (top + bottom))}
+
+
+def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float],
+                   floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """SAP-TP junction and the medial-branch polyline on the SAP's lateral face (frame coordinates).
+
+    The junction is where the TP's axis meets the face, at the height of the TP's upper margin. The nerve runs
+    back along the face over the TP to 1 mm behind it, then down the SAP's lateral neck to the face's posterior
+    end at the height of the TP's lower margin (not below the pedicle's lower border + 1 mm): the
+    mamillo-accessory notch.
+    """
+    centre, along, half_length = face
+    offset = float((centre - tp["point"]) @ tp["behind"])
+    rate = float(along @ tp["behind"])
+    rate = rate if abs(rate) > 1e-3 else 1e-3
+
+    def on_face(at: float, z: float) -> np.ndarray:
+        return np.append(centre + float(np.clip(at, -half_length, half_length)) * along, z)
+
+    junction = on_face(-offset / rate, tp["top"])
+    path = np.array([junction, on_face((tp["half_thickness"] + 1.0 - offset) / rate, tp["top"]),
+                     on_face(half_length, max(tp["bottom"], floor))])
+    return junction, path
 
 
 def foramen_and_root(upper: dict[str, Any], lower: dict[str, Any], side: str) -> dict[str, Any]:
@@ -209,10 +324,10 @@ def foramen_and_root(upper: dict[str, Any], lower: dict[str, Any], side: str) ->
     if key not in upper or "axes" not in upper:
         return {}
     axes = np.column_stack([upper["axes"]["left"], upper["axes"]["posterior"], upper["axes"]["superior"]])
-    s = _SIDE_SIGN[side]
+    s = SIDE_SIGN[side]
     centre = np.asarray(upper[key]["center"])
     width = float(upper[key]["narrowest_width_mm"]) if np.isfinite(upper[key]["narrowest_width_mm"]) else 8.0
-    half_height = 7.5
+    half_height = PEDICLE_HALF_HEIGHT_MM
     sup = axes[:, 2]
     low_border = centre - half_height * sup
     if key in lower:

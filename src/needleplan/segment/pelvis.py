@@ -1,4 +1,4 @@
-"""Pelvic landmarks from the sacrum and ilium labels: crest tops, PSIS, sacral ala and SI joint lines."""
+"""Pelvic landmarks from the sacrum and ilium labels: crest tops, PSIS and the SI joint lines."""
 
 from __future__ import annotations
 
@@ -12,49 +12,71 @@ from .grid import voxel_centres_mm
 
 #: Height bins of the SI joint lines, mm.
 JOINT_STEP_MM = 5.0
+#: Percentiles of the contact's depth (along the joint) that make its posterior and anterior edges in each bin.
+EDGE_PERCENTILES = (90.0, 10.0)
+#: The patient's superior and posterior directions (LPS): crest tops are the highest points, the joint lines run
+#: superior to inferior and their depth axis points posteriorly.
+SUPERIOR = np.array([0.0, 0.0, 1.0])
+POSTERIOR = np.array([0.0, 1.0, 0.0])
 
 
 def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None) -> dict[str, Any]:
     """Pelvic landmarks (world mm) from a VerSe label map on an LPS-aligned grid and the S1 vertebra.
 
-    The sacroiliac joint is where sacrum and ilium labels meet: per height step, its most posterior contact
-    point makes the posterior joint line and the most anterior the anterior joint line, superior to inferior.
+    The iliac crest top is the ilium's highest point in the patient's frame, the PSIS its most posterior point in
+    the S1 frame.
+    The sacroiliac joint is where sacrum and ilium labels meet (:func:`joint_lines`).
     """
     sacrum = verse == VERSE_IDS["S1"]
     if not sacrum.any() or s1 is None or "axes" not in s1.landmarks:
         return {}
     axes = s1.landmarks["axes"]
-    left, posterior, superior = (np.asarray(axes[k]) for k in ("left", "posterior", "superior"))
     origin = np.asarray(s1.landmarks["body_centroid"])
-    marks: dict[str, Any] = {"midline": {"point": origin, "normal": left}}
+    marks: dict[str, Any] = {"midline": {"point": origin, "normal": np.asarray(axes["left"])}}
     sacrum_grown = ndimage.binary_dilation(sacrum, iterations=2)
-    sac_points = voxel_centres_mm(np.argwhere(sacrum), affine)
-    top = float(np.max((sac_points - origin) @ superior))
     for side, label in ILIUM_IDS.items():
-        sign = 1.0 if side == "left" else -1.0
         ilium = verse == label
-        on_side = sac_points[sign * ((sac_points - origin) @ left) > 0]
-        upper = on_side[(on_side - origin) @ superior > top - 20.0]
-        if len(upper):
-            marks[f"sacral_ala_{side}"] = upper[np.argmax(sign * ((upper - origin) @ left))]
         if not ilium.any():
             continue
         points = voxel_centres_mm(np.argwhere(ilium), affine)
-        marks[f"iliac_crest_top_{side}"] = points[np.argmax((points - origin) @ superior)]
-        marks[f"psis_{side}"] = points[np.argmax((points - origin) @ posterior)]
+        marks[f"iliac_crest_top_{side}"] = points[np.argmax(points @ SUPERIOR)]
+        marks[f"psis_{side}"] = points[np.argmax((points - origin) @ np.asarray(axes["posterior"]))]
         touching = sacrum_grown & ndimage.binary_dilation(ilium, iterations=2) & (sacrum | ilium)
-        contact = voxel_centres_mm(np.argwhere(touching), affine)
-        if len(contact) < 4:
-            continue
-        height = (contact - origin) @ superior
-        depth = (contact - origin) @ posterior
-        back, front = [], []
-        for start in np.arange(height.max(), height.min() - 1e-6, -JOINT_STEP_MM):
-            band = (height <= start) & (height > start - JOINT_STEP_MM)
-            if band.sum() >= 2:
-                back.append(contact[band][np.argmax(depth[band])])
-                front.append(contact[band][np.argmin(depth[band])])
-        if len(back) >= 2:
-            marks[f"si_joint_posterior_line_{side}"] = np.array(back)
-            marks[f"si_joint_anterior_line_{side}"] = np.array(front)
+        lines = joint_lines(voxel_centres_mm(np.argwhere(touching), affine))
+        if lines is not None:
+            marks[f"si_joint_posterior_line_{side}"], marks[f"si_joint_anterior_line_{side}"] = lines
     return marks
+
+
+def joint_lines(contact: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Posterior and anterior SI joint lines ((K, 3) each, superior to inferior) from the contact points (M, 3).
+
+    The contact's principal axes give the joint's long axis (turned superior), its depth axis (turned
+    posterior) and its normal. In each :data:`JOINT_STEP_MM` bin along the long axis, high and low percentiles of
+    the depth are the edges; depth and normal offset of each edge are then smoothed by a quadratic in the height,
+    so that voxel steps do not make the lines zig-zag.
+    """
+    if len(contact) < 8:
+        return None
+    centre = contact.mean(axis=0)
+    basis = np.linalg.svd(contact - centre, full_matrices=False)[2]
+    up = basis[0] * (np.sign(basis[0] @ SUPERIOR) or 1.0)
+    back = basis[1] * (np.sign(basis[1] @ POSTERIOR) or 1.0)
+    normal = np.cross(up, back)
+    rel = contact - centre
+    height, depth, offset = rel @ up, rel @ back, rel @ normal
+    heights, edges = [], []
+    for start in np.arange(height.max(), height.min() - 1e-6, -JOINT_STEP_MM):
+        band = (height <= start) & (height > start - JOINT_STEP_MM)
+        if band.sum() >= 2:
+            heights.append(float(height[band].mean()))
+            edges.append([*np.percentile(depth[band], EDGE_PERCENTILES), float(np.median(offset[band]))])
+    if len(heights) < 2:
+        return None
+    h, edges = np.array(heights), np.array(edges)
+    degree = min(2, len(h) - 1)
+    smooth = np.column_stack([np.polyval(np.polyfit(h, edges[:, j], degree), h) for j in range(3)])
+    lines = []
+    for j in (0, 1):
+        lines.append(centre + h[:, None] * up + smooth[:, j, None] * back + smooth[:, 2, None] * normal)
+    return lines[0], lines[1]

@@ -17,6 +17,8 @@ from scipy import ndimage
 BODY_HU = -400.0
 #: Air-filled bowel and lung: below this HU inside the body (CLINICAL.md section 1).
 GAS_HU = -200.0
+#: Gas this close to the body's outline is the skin's partial-volume rim or a skin fold, not bowel.
+GAS_SKIN_MARGIN_MM = 6.0
 #: The bone threshold is the soft-tissue peak plus this many of its standard deviations...
 BONE_SIGMAS = 3.0
 #: ...kept inside this range of HU.
@@ -125,6 +127,7 @@ def tissue_masks(hu: np.ndarray, spacing_mm: float) -> Tissue:
     body = body_mask(smooth)
     peak, sd = soft_tissue_peak(smooth, body)
     bone_hu = float(np.clip(peak + BONE_SIGMAS * sd, *BONE_HU_RANGE))
-    gas = (smooth < GAS_HU) & body
+    deep = ndimage.binary_erosion(body, iterations=max(1, int(round(GAS_SKIN_MARGIN_MM / spacing_mm))))
+    gas = (smooth < GAS_HU) & deep
     wide = bone_mask(smooth, body, peak, bone_hu)
     return Tissue(body, gas, trim_partial_volume(wide, smooth, peak), wide, peak, sd, bone_hu)

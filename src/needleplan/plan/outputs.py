@@ -1,0 +1,92 @@
+"""Everything a plan run leaves in its output folder: plan.json, the annotated views, 3D pictures, report.html.
+
+Used by ``needleplan plan`` and the demo. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..anatomy import Spine
+from ..io.atomic import atomic_file
+from ..volume import Volume
+from .model import Plan
+from .overlay import render_plan_views, write_view_images
+from .picture import plan_picture, plan_scene
+from .report import write_report
+
+__all__ = ["plan_document", "write_plan_outputs"]
+
+#: Sub-folder of the output folder that holds the PNGs.
+IMAGES = "images"
+
+
+def plan_document(plans: Sequence[Plan], skipped: Mapping[str, str] | None = None, single: bool = True
+                  ) -> dict[str, Any]:
+    """The plan.json document: one plan's ``to_dict()``, or {"plans", "skipped", "needles"} for several.
+
+    ``needles`` lists the needles of the feasible plans, so that ``needleplan render --needle-from`` reads the file.
+    """
+    if single and len(plans) == 1 and not skipped:
+        return plans[0].to_dict()
+    return {"schema": "needleplan.plans/1", "plans": [plan.to_dict() for plan in plans],
+            "skipped": dict(skipped or {}),
+            "needles": [plan.needle.to_dict() for plan in plans if plan.feasible and plan.needle is not None]}
+
+
+def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_dir: str | os.PathLike[str], *,
+                       skipped: Mapping[str, str] | None = None, single: bool = True, size: int = 512,
+                       source: str = "", picture_size: tuple[int, int] = (900, 700)) -> dict[str, Any]:
+    """Render, draw and write the outputs of plans made on ``volume`` / ``spine`` into ``out_dir``.
+
+    Parameters
+    ----------
+    volume : Volume
+        The CT (HU) the plans were made on.
+    spine : Spine
+        Its segmentation.
+    plans : sequence of Plan
+    out_dir : path
+        Created when missing. Gets ``plan.json``, ``report.html``, ``images/<plan>-NN-<view>.png`` (one per
+        view of each feasible plan) and ``images/<plan>-3d.png`` (every plan; an infeasible one shows its target).
+    skipped : mapping, optional
+        Plans that could not be made and why (``CasePlans.skipped``).
+    single : bool
+        Write one plan as the bare plan document (else always the {"plans": ...} form).
+    size : int
+        Pixels per side of the simulated fluoroscopy.
+    source : str
+        What the report names as the input.
+    picture_size : (width, height)
+        Of the 3D pictures.
+
+    Returns
+    -------
+    dict
+        ``plan_json``, ``report`` (paths), ``views`` (plan name -> list of paths), ``pictures`` (plan name -> path).
+    """
+    out = Path(out_dir)
+    images = out / IMAGES
+    views: dict[str, list] = {}
+    view_paths: dict[str, list[Path]] = {}
+    pictures: dict[str, Path] = {}
+    scene = None
+    for plan in plans:
+        scene = scene or plan_scene(spine)
+        pictures[plan.name] = plan_picture(plan, scene, images / f"{plan.name}-3d.png", size=picture_size)
+        if not plan.feasible or plan.needle is None:
+            continue
+        rendered = render_plan_views(volume, spine, plan, size=size)
+        paths = write_view_images(rendered, images, prefix=f"{plan.name}-")
+        views[plan.name] = [(image.view, path) for image, path in zip(rendered, paths, strict=True)]
+        view_paths[plan.name] = paths
+    plan_json = out / "plan.json"
+    with atomic_file(plan_json) as tmp:
+        tmp.write_text(json.dumps(plan_document(plans, skipped, single), indent=1) + "\n", encoding="utf-8")
+    report = write_report(out / "report.html", plans, views=views, pictures=pictures, skipped=skipped,
+                          source=source)
+    return {"plan_json": plan_json, "report": report, "views": view_paths, "pictures": pictures}

@@ -1,0 +1,417 @@
+"""Needle planning on the phantom (exact truth), its property tests, and the shared real CT.
+
+Safety is re-measured here on the phantom's exact solids (``PhantomCase.properties_at``), not with the planner's
+voxel look-ups, so a plan that passes its own report but crosses the canal would fail these tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy.spatial import cKDTree
+
+import needleplan as npl
+from needleplan.anatomy import VERSE_IDS, from_totalseg
+from needleplan.errors import NeedleplanError
+from needleplan.needle import read_needles
+from needleplan.phantoms.ids import DISC_NAMES, MATERIALS, STRUCTURE_IDS
+from needleplan.phantoms.targets import analytic_target
+from needleplan.plan.angles import angles_from_direction, direction_from_angles, squared_tilt_deg
+from needleplan.plan.procedures import vertebra_below
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ABDOMEN = DATA / "totalseg_example_abdomen_ct"
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+SIDES = ("left", "right")
+BONE_MATERIALS = (MATERIALS.index("cortical"), MATERIALS.index("cancellous"))
+DISC_IDS = tuple(STRUCTURE_IDS[f"disc_{name}"] for name in DISC_NAMES)
+
+
+@pytest.fixture(scope="module")
+def phantom_case():
+    case = npl.phantom(0)
+    return case, case.spine()
+
+
+@pytest.fixture(scope="module")
+def phantom_plans(phantom_case):
+    _, spine = phantom_case
+    return npl.plan_all(spine)
+
+
+# ---- independent re-measurement on the phantom's exact anatomy ----------------------------------------------------
+def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
+    """Distance from points to a polyline, by dense sampling of the polyline (0.05 mm)."""
+    line = np.asarray(line, dtype=float)
+    dense = np.concatenate([a + np.linspace(0, 1, max(2, int(np.linalg.norm(b - a) / 0.05)))[:, None] * (b - a)
+                            for a, b in zip(line[:-1], line[1:], strict=True)])
+    return cKDTree(dense).query(np.atleast_2d(points))[0]
+
+
+def exact_violations(case, plan) -> list[str]:
+    """Rules of CLINICAL.md section 6 checked on the exact solids along the planned needle."""
+    opts = plan.options
+    entry, tip = plan.entry_mm, plan.target_mm
+    length = np.linalg.norm(tip - entry)
+    points = entry + np.linspace(0, 1, int(length / 0.2) + 2)[:, None] * (tip - entry)
+    props = case.properties_at(points)
+    problems = []
+    if np.any(props.structure == STRUCTURE_IDS["canal"]):
+        problems.append("canal")
+    if plan.procedure == "tfesi" and np.isin(props.structure, DISC_IDS).any():
+        problems.append("disc")
+    contact = max(opts.bone_contact_mm, 1.5 * case.ct.spacing_mm.min()) if plan.procedure in ("mbb", "si") else (
+        opts.rfa_active_tip_mm + 2.0 if plan.procedure == "rfa" else (
+            opts.s1_foramen_depth_mm + 1.0 if plan.level == "S1" else 1.0))
+    # the planner sees bone at voxel resolution: a path may nick an exact surface for up to one voxel's length
+    far = np.linalg.norm(points - tip, axis=1) > contact
+    nicked_mm = np.count_nonzero(np.isin(props.material, BONE_MATERIALS)[far]) * length / (len(points) - 1)
+    if nicked_mm > case.ct.spacing_mm.max():
+        problems.append("bone")
+    gas = case.structures.voxels == STRUCTURE_IDS["bowel_gas"]
+    if gas.any():
+        gas_mm = case.structures.index_to_world_points(np.argwhere(gas)[:, ::-1].astype(float))
+        if cKDTree(gas_mm).query(points)[0].min() < opts.anterior_margin_mm - 1.0:
+            problems.append("bowel gas")
+    fronts = []
+    for name in (*LUMBAR, "S1"):
+        marks = case.landmarks[name]
+        posterior = np.asarray(marks["axes"]["posterior"])
+        centre = np.asarray(marks["body_centroid"])
+        depth = case.recipe["levels"][name]["body_depth_mm"]
+        fronts.append((centre, posterior, np.asarray(marks["axes"]["superior"]), depth))
+    heights = np.stack([np.abs((points - c) @ s) for c, _, s, _ in fronts])
+    nearest = np.argmin(heights, axis=0)
+    behind = np.array([(p - fronts[k][0]) @ fronts[k][1] + 0.5 * fronts[k][3] for p, k in zip(points, nearest,
+                                                                                              strict=True)])
+    if behind.min() < opts.anterior_margin_mm - 1.5:
+        problems.append("front of the vertebral bodies")
+    if plan.approach == "supraneural":
+        root = case.landmarks[plan.level][f"exiting_root_{plan.side}"]
+        if _polyline_distance(tip, root)[0] - opts.root_radius_mm < opts.root_clearance_mm - 0.1:
+            problems.append("root")
+    return problems
+
+
+# ---- the phantom with its ground truth ----------------------------------------------------------------------------
+def test_plan_all_covers_every_procedure_level_and_side(phantom_plans):
+    names = {p.name for p in phantom_plans.plans}
+    expected = {f"tfesi-{lv}-{s}" for lv in (*LUMBAR, "S1") for s in SIDES}
+    expected |= {f"{proc}-{lv}-{s}" for proc in ("mbb", "rfa") for lv in LUMBAR for s in SIDES}
+    expected |= {f"si-S1-{s}" for s in SIDES}
+    assert names == expected
+    assert not phantom_plans.skipped
+
+
+def test_targets_match_the_analytic_targets(phantom_case, phantom_plans):
+    case, _ = phantom_case
+    errors = {}
+    for plan in phantom_plans.plans:
+        approach = plan.approach if plan.procedure == "tfesi" and plan.level != "S1" else None
+        truth = analytic_target(case, plan.procedure, plan.level, plan.side, approach)
+        errors[plan.name] = float(np.linalg.norm(plan.target_mm - truth))
+    assert max(errors.values()) <= 1.5, errors
+
+
+def test_feasible_plans_are_safe_on_the_exact_anatomy(phantom_case, phantom_plans):
+    case, _ = phantom_case
+    feasible = phantom_plans.feasible
+    assert len(feasible) >= 26  # all but the blocked L5 cases (below)
+    for plan in feasible:
+        assert plan.safety.safe, (plan.name, plan.safety.violations)
+        assert exact_violations(case, plan) == [], plan.name
+
+
+def test_default_approaches_and_adamkiewicz_warning(phantom_plans):
+    by_name = {p.name: p for p in phantom_plans.plans}
+    assert {by_name[f"tfesi-{lv}-left"].approach for lv in ("L1", "L2", "L3")} == {"infraneural"}
+    assert by_name["tfesi-L4-left"].approach == "supraneural"
+    assert any("Adamkiewicz" in w for w in by_name["tfesi-L1-left"].safety.warnings)
+    assert not any("Adamkiewicz" in w for w in by_name["tfesi-L4-left"].safety.warnings)
+
+
+def test_s1_foramen_plan_reaches_into_the_s1_channel(phantom_case, phantom_plans):
+    case, _ = phantom_case
+    for side in SIDES:
+        plan = next(p for p in phantom_plans.plans if p.name == f"tfesi-S1-{side}")
+        assert plan.feasible, plan.reason
+        structure = case.properties_at(plan.target_mm[None]).structure[0]
+        assert structure == STRUCTURE_IDS[f"s1_foramen_{side}"]
+        assert 0 <= abs(plan.oblique_deg) <= 30
+        item = next(i for i in plan.safety.items if i.structure == "ventral sacral cortex")
+        assert item.status == "ok" and item.clearance_mm > 0
+
+
+def test_blocked_lumbosacral_paths_are_reported_not_forced(phantom_case):
+    """The L5 dorsal ramus of the phantom hides behind the S1 SAP and the crest: no straight window, with reason."""
+    _, spine = phantom_case
+    plan = npl.plan(spine, "mbb", "L5", "left")
+    assert not plan.feasible
+    assert plan.needle is None and plan.entry_mm is None
+    assert "no straight window" in plan.reason and "S1" in plan.reason and "ilium" in plan.reason
+    # narrowing the window to the crest side shows the crest itself as the blocker
+    crest = npl.plan(spine, "tfesi", "L5", "left", tilt_window_deg=(20.0, 25.0), target_shift_max_mm=0.0)
+    assert not crest.feasible and "ilium" in crest.reason
+
+
+def test_trajectory_view_shows_the_needle_as_a_dot(phantom_plans):
+    for plan in phantom_plans.feasible:
+        view = next(v for v in plan.views if v.name == "Trajectory")
+        tip, hub = view.carm.project(np.stack([plan.needle.tip_mm, plan.needle.hub_mm]))[:2]
+        assert np.hypot(tip[0] - tip[1], hub[0] - hub[1]) < 1.0, plan.name
+        assert np.allclose(view.carm.view_direction, plan.direction, atol=1e-9)
+
+
+def test_squared_endplate_view_minimises_the_endplate_thickness(phantom_case):
+    _, spine = phantom_case
+    plan = npl.plan(spine, "tfesi", "L4", "left")
+    squared = next(v for v in plan.views if v.name == "Squared endplate")
+    marks = spine["L4"].landmarks
+    centre, normal = marks["superior_endplate"]["center"], marks["superior_endplate"]["normal"]
+    e1 = np.cross(normal, [1.0, 0.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    angles = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+    disc = centre + 18.0 * (np.cos(angles)[:, None] * e1 + np.sin(angles)[:, None] * e2)
+
+    def thickness(tilt: float) -> float:
+        rows = squared.carm.replace(tilt=tilt).project(disc).row
+        return float(rows.max() - rows.min())
+    b0 = squared.carm.tilt
+    assert thickness(b0) < 0.2 * thickness(b0 + 5.0) and thickness(b0) < 0.2 * thickness(b0 - 5.0)
+
+
+def test_rfa_electrode_is_as_parallel_to_the_nerve_as_the_window_allows(phantom_case, phantom_plans):
+    from needleplan.plan.scene import scene_for
+    from needleplan.plan.search import check_paths
+    _, spine = phantom_case
+    scene = scene_for(spine)
+    for plan in (p for p in phantom_plans.feasible if p.procedure == "rfa"):
+        lesion = plan.lesion
+        tangent = plan.nerve[1] - plan.nerve[-1]
+        tangent /= np.linalg.norm(tangent)
+        angle = np.degrees(np.arccos(abs(plan.direction @ tangent)))
+        assert lesion.electrode_to_nerve_deg == pytest.approx(angle, abs=0.01)
+        assert 25.0 - 1e-6 <= plan.tilt_from_endplate_deg <= 50.0 + 1e-6
+        assert 10.0 <= abs(plan.oblique_deg) <= 50.0
+        assert not lesion.contains(plan.target_mm + 0.5 * plan.direction)  # nothing beyond the tip
+        if angle <= plan.options.rfa_max_angle_deg:
+            assert lesion.nerve_captured_mm >= plan.options.rfa_capture_min_mm, plan.name
+        # no feasible direction of the window is more than a degree closer to the nerve
+        sign = 1.0 if plan.side == "left" else -1.0
+        a, b = np.meshgrid(sign * np.arange(10.0, 50.5, 1.0), np.arange(-30.0, 80.5, 1.0))
+        a, b = a.ravel(), b.ravel()
+        normal = np.asarray(spine[f"L{int(plan.level[1]) + 1}" if plan.level != "L5" else "S1"]
+                            ["superior_endplate"]["normal"])
+        relative = b - np.array([squared_tilt_deg(normal, x) for x in a])
+        u = direction_from_angles(a, b)
+        closer = (np.degrees(np.arccos(np.abs(u @ tangent))) < angle - 1.0) & (relative >= 25.0) & (relative <= 50.0)
+        if closer.any():
+            rules = __import__("needleplan.plan.search", fromlist=["PathRules"]).PathRules(
+                plan.options.rfa_active_tip_mm + 2.0, False, plan.options.anterior_margin_mm)
+            assert not check_paths(scene, plan.target_mm, u[closer], rules).feasible.any(), plan.name
+
+
+def test_si_plan_maximises_the_projected_joint_gap_in_its_window(phantom_case):
+    from needleplan.plan.procedures import projected_gap_mm
+    from needleplan.plan.targets import inferior_third
+    _, spine = phantom_case
+    plan = npl.plan(spine, "si", side="left")
+    assert plan.feasible
+    assert -35.0 <= plan.oblique_deg <= -10.0 and -30.0 <= plan.tilt_deg <= -5.0  # contralateral, cephalad
+    back = inferior_third(spine.pelvis["si_joint_posterior_line_left"])
+    front = inferior_third(spine.pelvis["si_joint_anterior_line_left"], 30)
+    a, b = (g.ravel() for g in np.meshgrid(np.arange(-35, -9.5, 1.0), np.arange(-30, -4.5, 1.0)))
+    wider = projected_gap_mm(back, front, a, b) > float(projected_gap_mm(back, front, plan.oblique_deg,
+                                                                          plan.tilt_deg)) + 1e-9
+    if wider.any():  # every pose that shows a wider gap must be blocked
+        from needleplan.plan.scene import scene_for
+        from needleplan.plan.search import PathRules, check_paths
+        rules = PathRules(plan.options.bone_contact_mm, False, plan.options.anterior_margin_mm)
+        assert not check_paths(scene_for(spine), plan.target_mm, direction_from_angles(a[wider], b[wider]),
+                               rules).feasible.any()
+
+
+def test_plan_json_round_trips_and_names_units(phantom_case):
+    _, spine = phantom_case
+    plan = npl.plan(spine, "mbb", "L3", "right")
+    document = json.loads(json.dumps(plan.to_dict()))
+    assert document["units"] == {"length": "mm", "angle": "degrees"} and document["frame"] == "LPS"
+    assert document["views"][0]["name"] == "AP" and document["needle_choice"]["gauge"] == 22
+    assert document["entry_offsets_mm"]["from_midline_left_mm"] < 0  # a right-side entry
+
+
+def test_plan_json_needle_is_readable_by_render(tmp_path, phantom_case):
+    _, spine = phantom_case
+    plan = npl.plan(spine, "tfesi", "L4", "right")
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan.to_dict()))
+    (needle,) = read_needles(path)
+    assert np.allclose(needle.tip_mm, plan.target_mm, atol=1e-3)
+
+
+def test_needle_choice_says_when_a_standard_needle_does_not_reach(phantom_case):
+    _, spine = phantom_case
+    plan = npl.plan(spine, "tfesi", "L3", "left", spinal_needle_lengths_mm=(50.0, 89.0, 178.0),
+                    standard_needle_max_mm=89.0)
+    assert plan.feasible and 80.0 < plan.depth_mm < 168.0
+    choice = plan.needle_choice
+    assert choice.length_mm == 178.0 and not choice.standard and "does not reach" in choice.note
+    assert choice.note in plan.safety.warnings
+    short = npl.plan(spine, "tfesi", "L3", "left", spinal_needle_lengths_mm=(50.0,), standard_needle_max_mm=50.0)
+    assert "no spinal needle reaches" in short.needle_choice.note and not short.needle_choice.standard
+
+
+def test_joint_block_plans_both_medial_branches(phantom_case):
+    _, spine = phantom_case
+    first, second = npl.plan_joint(spine, "L4-L5", "left")
+    assert (first.level, second.level) == ("L3", "L4")
+    assert [p.level for p in npl.plan_joint(spine, "L5-S1", "right")] == ["L4", "L5"]
+
+
+# ---- bad input ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("args", "kwargs", "message"), [
+    (("epidural", "L4", "left"), {}, "unknown procedure"),
+    (("tfesi", "L4", "middle"), {}, "side must be"),
+    (("tfesi", "T10", "left"), {}, "L1-L5 and S1"),
+    (("tfesi", "L6", "left"), {}, "not in this scan"),
+    (("mbb", "C5", "left"), {}, "cervical"),
+    (("rfa", "S1", "left"), {}, "medial branch"),
+    (("tfesi", "L4", "left"), {"approach": "posterior"}, "approach"),
+    (("tfesi", "L4", "left"), {"below_pedicle_mm": float("nan")}, "finite"),
+    (("tfesi", "L4", "left"), {"grid_size": 3}, "unknown planning option"),
+])
+def test_bad_requests_raise_clear_errors(phantom_case, args, kwargs, message):
+    _, spine = phantom_case
+    with pytest.raises(NeedleplanError, match=message):
+        npl.plan(spine, *args, **kwargs)
+
+
+def test_missing_landmarks_and_structures_raise(phantom_case):
+    _, spine = phantom_case
+    broken = copy.copy(spine)
+    broken.vertebrae = dict(spine.vertebrae)
+    l3 = copy.deepcopy(spine["L3"])
+    del l3.landmarks["pedicle_left"]
+    broken.vertebrae["L3"] = l3
+    with pytest.raises(NeedleplanError, match="pedicle"):
+        npl.plan(broken, "tfesi", "L3", "left", approach="supraneural")
+    bare = copy.copy(spine)
+    bare.structures = None
+    with pytest.raises(NeedleplanError, match="structures"):
+        npl.plan(bare, "si", side="left")
+
+
+def test_a_target_in_the_canal_gives_an_infeasible_plan(phantom_case):
+    _, spine = phantom_case
+    # an inset far beyond the pedicle's width moves the supraneural target medially into the thecal sac
+    plan = npl.plan(spine, "tfesi", "L4", "left", pedicle_margin_inset_mm=22.0)
+    assert not plan.feasible and plan.needle is None and plan.views == []
+    assert "canal" in plan.reason
+
+
+# ---- geometry of the angle conventions ----------------------------------------------------------------------------
+@given(st.floats(-80, 80), st.floats(-80, 80))
+def test_direction_and_angles_round_trip_with_the_carm(oblique, tilt):
+    u = direction_from_angles(oblique, tilt)
+    assert np.isclose(np.linalg.norm(u), 1.0)
+    a, b = angles_from_direction(u)
+    assert a == pytest.approx(oblique, abs=1e-6) and b == pytest.approx(tilt, abs=1e-6)
+    carm = npl.CArm(oblique=oblique, tilt=tilt)
+    assert np.allclose(carm.view_direction, u)
+
+
+@given(st.floats(-60, 60), st.floats(-40, 40), st.floats(-40, 40))
+def test_squared_tilt_puts_the_beam_in_the_endplate_plane(oblique, lean_x, lean_y):
+    normal = np.array([np.sin(np.radians(lean_x)), np.sin(np.radians(lean_y)), 1.0])
+    normal /= np.linalg.norm(normal)
+    b0 = squared_tilt_deg(normal, oblique)
+    assert abs(npl.CArm(oblique=oblique, tilt=b0).beam_direction @ normal) < 1e-9
+
+
+# ---- property test: random phantoms, every returned plan obeys its own rules ----------------------------------
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(1, 10_000), lordosis=st.floats(30.0, 55.0), scoliosis=st.floats(-10.0, 10.0),
+       procedure=st.sampled_from(["tfesi", "mbb", "rfa", "si"]), level=st.sampled_from(["L1", "L2", "L3", "L4"]),
+       side=st.sampled_from(SIDES))
+def test_random_phantoms_plans_obey_their_safety_rules(seed, lordosis, scoliosis, procedure, level, side):
+    case = npl.phantom(seed, spacing_mm=2.0, lordosis_deg=lordosis, scoliosis_deg=scoliosis)
+    plan = npl.plan(case.spine(), procedure, level, side)
+    if not plan.feasible:
+        assert plan.reason and plan.needle is None
+        return
+    assert plan.safety.safe
+    assert exact_violations(case, plan) == [], (plan.name, plan.reason)
+
+
+# ---- the shared real CT -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def real_ct():
+    if not ABDOMEN.is_dir():
+        pytest.skip(f"shared real data not found at {ABDOMEN}")
+    spine = npl.segment(npl.load(ABDOMEN / "example_ct.nii.gz"))
+    reference = npl.load(ABDOMEN / "spine_report" / "totalseg_vertebrae.nii.gz", modality="LABEL")
+    return spine, npl.Volume(from_totalseg(reference.voxels), reference.index_to_world, "LABEL"), npl.plan_all(spine)
+
+
+def _reference_level(reference, point, direction=None) -> str | None:
+    """Level of the reference bone nearest to a point, or (with a direction) the first one met along it."""
+    labels = reference.voxels
+    if direction is not None:
+        for t in np.arange(0.0, 20.0, 0.25):
+            where = np.asarray(point + t * np.asarray(direction), dtype=float)[None]
+            ijk = np.rint(reference.world_to_index_points(where)[0]).astype(int)
+            value = int(labels[ijk[2], ijk[1], ijk[0]])
+            if value:
+                return next(name for name, label in VERSE_IDS.items() if label == value)
+        return None
+    kji = np.argwhere(labels > 0)
+    world = reference.index_to_world_points(kji[:, ::-1].astype(float))
+    value = int(labels[tuple(kji[np.argmin(np.linalg.norm(world - point, axis=1))])])
+    return next(name for name, label in VERSE_IDS.items() if label == value)
+
+
+def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
+    _, _, plans = real_ct
+    by_name = {p.name: p for p in plans.plans}
+    wanted = [f"{proc}-{lv}-{s}" for proc in ("tfesi", "mbb", "rfa") for lv in ("L1", "L2", "L3", "L4")
+              for s in SIDES] + [f"tfesi-L5-{s}" for s in SIDES] + [f"si-S1-{s}" for s in SIDES]
+    problems = {name: by_name[name].reason if name in by_name else plans.skipped.get(name, "missing")
+                for name in wanted if name not in by_name or not by_name[name].feasible}
+    assert not problems, problems
+    for name in wanted:
+        assert by_name[name].safety.safe, name
+
+
+def test_real_ct_targets_lie_on_the_right_vertebra(real_ct):
+    """TFESI: the bone straight above a supraneural target (below an infraneural one) is the right pedicle;
+    MBB and RFA: the nearest bone is the vertebra whose SAP the nerve runs over. Checked on the reference labels."""
+    spine, reference, plans = real_ct
+    for plan in plans.feasible:
+        below = vertebra_below(spine, plan.level)
+        if plan.procedure == "tfesi":
+            up = np.asarray(spine[plan.level]["axes"]["superior"])
+            found = (_reference_level(reference, plan.target_mm, up) if plan.approach == "supraneural" else
+                     _reference_level(reference, plan.target_mm, -up))
+            assert found == (plan.level if plan.approach == "supraneural" else below), plan.name
+        elif plan.procedure in ("mbb", "rfa"):
+            assert _reference_level(reference, plan.target_mm) == below, plan.name
+
+
+def test_real_ct_angles_fall_in_the_published_ranges(real_ct):
+    _, _, plans = real_ct
+    for plan in plans.feasible:
+        ipsilateral = plan.oblique_deg if plan.side == "left" else -plan.oblique_deg
+        if plan.procedure == "rfa":
+            assert 25.0 - 1e-6 <= plan.tilt_from_endplate_deg <= 50.0 + 1e-6, plan.name
+            assert 10.0 <= ipsilateral <= 50.0, plan.name
+        elif plan.procedure == "tfesi":
+            assert 10.0 <= ipsilateral <= 45.0, plan.name
+        elif plan.procedure == "si":
+            assert 10.0 <= -ipsilateral <= 35.0 and -30.0 <= plan.tilt_deg <= -5.0, plan.name

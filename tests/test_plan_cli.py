@@ -1,0 +1,116 @@
+"""`needleplan plan`: segment, plan, write plan.json, the annotated views, the 3D picture and report.html."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import needleplan as npl
+import needleplan.phantoms
+from needleplan.cli import main
+from needleplan.needle import read_needles
+
+
+@pytest.fixture(scope="module")
+def small_phantom():
+    return npl.phantom(0, spacing_mm=2.0)
+
+
+@pytest.fixture(scope="module")
+def ct_file(small_phantom, tmp_path_factory):
+    return npl.save_volume(small_phantom.ct, tmp_path_factory.mktemp("ct") / "ct.nii.gz")
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_one_plan_on_the_phantom(small_phantom, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(needleplan.phantoms, "phantom", lambda seed=0: npl.phantom(seed, spacing_mm=2.0))
+    out = tmp_path / "plan"
+    code, stdout, stderr = run(["plan", "phantom:0", "--level", "l4", "--side", "left", "-o", out, "--size", 128],
+                               capsys)
+    assert code == 0, stderr
+    assert "phantom seed 0: levels L1, L2, L3, L4, L5, S1" in stdout and "tfesi-L4-left" in stdout
+    document = json.loads((out / "plan.json").read_text())
+    assert document["schema"] == "needleplan.plan/1" and document["level"] == "L4" and document["side"] == "left"
+    assert document["feasible"], document["reason"]
+    needles = read_needles(out / "plan.json")
+    assert len(needles) == 1
+    np.testing.assert_allclose(needles[0].tip_mm, document["target_mm"], atol=1e-3)
+    np.testing.assert_allclose(needles[0].direction, document["direction"], atol=1e-3)
+    images = sorted(p.name for p in (out / "images").iterdir())
+    assert len(images) == len(document["views"]) + 1 and "tfesi-L4-left-3d.png" in images
+    with Image.open(out / "images" / "tfesi-L4-left-03-trajectory.png") as png:
+        assert png.size == (128, 128)
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") == len(images)
+    assert not any(p.name.startswith(".part-") for p in out.rglob("*"))
+
+
+def test_joint_writes_both_plans_and_their_needles(ct_file, tmp_path, capsys):
+    out = tmp_path / "joint"
+    code, stdout, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "--procedure", "rfa", "-o",
+                                out, "--size", 96], capsys)
+    assert code == 0, stderr
+    document = json.loads((out / "plan.json").read_text())
+    assert [p["level"] for p in document["plans"]] == ["L3", "L4"]
+    assert all(p["procedure"] == "rfa" and p["lesion"] is not None for p in document["plans"] if p["feasible"])
+    assert document["skipped"] == {}
+    feasible = [p for p in document["plans"] if p["feasible"]]
+    assert len(read_needles(out / "plan.json")) == len(feasible) == len(document["needles"])
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert 'id="summary"' in page and "rfa-L3-left" in page and "rfa-L4-left" in page
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--level", "L9", "--side", "left"], "unknown level 'L9'"),
+    (["--level", "L4", "--side", "up"], "--side must be 'left' or 'right', got 'up'"),
+    (["--level", "L4"], "--side is needed"),
+    (["--level", "L4", "--side", "left", "--procedure", "acupuncture"], "unknown procedure 'acupuncture'"),
+    (["--all", "--side", "left"], "leave out --side"),
+    (["--joint", "L4-L5", "--side", "left", "--procedure", "tfesi"], "--joint is for mbb or rfa"),
+    (["--level", "L4", "--side", "left", "--size", "20"], "--size must be within 64-4096"),
+])
+def test_bad_requests_fail_before_any_work(ct_file, tmp_path, capsys, argv, message):
+    code, stdout, stderr = run(["plan", ct_file, "-o", tmp_path / "out", *argv], capsys)
+    assert code == 1
+    assert stderr.startswith("needleplan: error: ") and stderr.count("\n") == 1 and message in stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source, message", [
+    ("missing.nii.gz", "missing.nii.gz"),
+    ("phantom:x", "the phantom's seed must be a whole number"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, capsys, source, message):
+    path = str(tmp_path / source) if source.endswith(".gz") else source
+    code, _, stderr = run(["plan", path, "--level", "L4", "--side", "left", "-o", tmp_path / "out"], capsys)
+    assert code == 1 and stderr.startswith("needleplan: error: ") and stderr.count("\n") == 1
+    assert message in stderr
+
+
+def test_a_level_the_scan_does_not_hold_is_named(ct_file, tmp_path, capsys):
+    code, _, stderr = run(["plan", ct_file, "--level", "L6", "--side", "left", "-o", tmp_path / "out"], capsys)
+    assert code == 1 and stderr.count("\n") == 1
+    assert "level L6 is not in this scan (found: L1, L2, L3, L4, L5, S1)" in stderr
+
+
+def test_output_inside_the_input_folder_is_refused(small_phantom, tmp_path, capsys):
+    folder = tmp_path / "case"
+    npl.save_volume(small_phantom.ct, folder / "ct.nii.gz")
+    code, _, stderr = run(["plan", folder, "--level", "L4", "--side", "left", "-o", folder / "plan"], capsys)
+    assert code == 1 and "inside the input" in stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["ct.nii.gz"]
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["plan", "phantom", "-o", "x"])  # neither --level, --joint nor --all
+    assert exit_info.value.code == 2
+    capsys.readouterr()
