@@ -118,14 +118,20 @@ def _pedicle(local: np.ndarray, side: str, canal_half_width: float, body_back: f
         direction = -direction
     across = np.array([direction[1], -direction[0]])
     along = flat @ direction
-    widths = []
-    for start in np.arange(along.min(), along.max() - spacing_mm + 1e-6, spacing_mm):
+    # the isthmus: the narrow end of the widths of the full bands across the pedicle's middle (the region's box
+    # cuts the pedicle's ends obliquely, leaving thin partial bands there; the lower quartile, not the minimum,
+    # so that one band thinned by voxel noise does not decide)
+    low, high = np.percentile(along, [15.0, 85.0])
+    widths, counts = [], []
+    for start in np.arange(low, high - spacing_mm + 1e-6, spacing_mm):
         band = (along >= start) & (along < start + spacing_mm)
         if band.sum() >= 2:
             spread = flat[band] @ across
             widths.append(float(spread.max() - spread.min() + spacing_mm))
+            counts.append(int(band.sum()))
+    full = [w for w, c in zip(widths, counts, strict=True) if c >= 0.5 * np.median(counts)]
     return {"center": centre, "axis2d": direction,
-            "narrowest_width_mm": float(min(widths)) if widths else float("nan"),
+            "narrowest_width_mm": float(np.percentile(full, 25.0)) if full else float("nan"),
             "half_height": 0.5 * float(np.ptp(pts[:, 2]) + spacing_mm)}
 
 
