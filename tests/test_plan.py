@@ -136,6 +136,18 @@ def test_default_approaches_and_adamkiewicz_warning(phantom_plans):
     assert not any("Adamkiewicz" in w for w in by_name["tfesi-L4-left"].safety.warnings)
 
 
+def test_blocked_default_approach_falls_back_to_the_other_one(phantom_case):
+    _, spine = phantom_case
+    # a target deep inside the lower pedicle: the infraneural approach has no path, the supraneural one is planned
+    plan = npl.plan(spine, "tfesi", "L2", "left", above_pedicle_mm=-7.0, target_shift_max_mm=0.0)
+    assert plan.feasible and plan.approach == "supraneural"
+    assert plan.notes[0].startswith("the default infraneural approach has no safe straight path")
+    assert any("Adamkiewicz" in w for w in plan.safety.warnings)
+    asked = npl.plan(spine, "tfesi", "L2", "left", approach="infraneural", above_pedicle_mm=-7.0,
+                     target_shift_max_mm=0.0)
+    assert not asked.feasible and asked.approach == "infraneural"
+
+
 def test_s1_foramen_plan_reaches_into_the_s1_channel(phantom_case, phantom_plans):
     case, _ = phantom_case
     for side in SIDES:

@@ -56,6 +56,8 @@ def test_one_annotated_image_per_view_in_order(tfesi, tfesi_views):
     assert [image.view.name for image in tfesi_views] == [view.name for view in tfesi.views]
     for image in tfesi_views:
         assert image.rgb.shape == (SIZE, SIZE, 3) and image.rgb.dtype == np.uint8
+        if image.view.name == "Squared endplate":  # centred on the endplate it squares
+            continue
         # the isocentre is the target: it projects on the image centre
         np.testing.assert_allclose(image.target_px, ((SIZE - 1) / 2, (SIZE - 1) / 2), atol=0.01)
 

@@ -47,9 +47,9 @@ class PlanOptions:
     endplate_axis_tolerance_deg: float = 15.0
     """An endplate fit further than this from its vertebra's axis is not trusted for squaring the view."""
 
-    target_shift_max_mm: float = 1.0
-    """TFESI and MBB: when the nominal target has no safe straight path, the tip may move this far inside the
-    target region (1 mm steps along the vertebra's axes)."""
+    target_shift_max_mm: float = 2.0
+    """TFESI: when the nominal target has no safe straight path, the tip may move this far inside the target
+    region (bone-free points of a 1 mm grid, nearest first)."""
 
     # search
     grid_step_deg: float = 1.0

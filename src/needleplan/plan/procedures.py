@@ -63,7 +63,8 @@ def plan(spine: Spine, procedure: str, level: str | None = None, side: str | Non
     side : str
         "left" or "right".
     approach : str, optional
-        TFESI: "supraneural" or "infraneural" (default infraneural at L1-L3, supraneural at L4-L5).
+        TFESI: "supraneural" or "infraneural". By default infraneural at L1-L3, supraneural at L4-L5, and the
+        other approach when the default one has no safe straight path (the plan's notes say so).
     options : PlanOptions, optional
         Planner parameters; keyword arguments override single fields (``below_pedicle_mm=3``).
 
@@ -87,6 +88,19 @@ def plan(spine: Spine, procedure: str, level: str | None = None, side: str | Non
     if procedure == "tfesi":
         level = _check_level(spine, level, _TFESI_LEVELS, "TFESI", "L1-L5 and S1")
         setup = _tfesi(scene, level, side, approach, opts)
+        first = _complete(scene, procedure, level, side, setup, opts)
+        if first.feasible or approach is not None or level == "S1":
+            return first
+        other = "supraneural" if first.approach == "infraneural" else "infraneural"
+        try:
+            second = _complete(scene, procedure, level, side, _tfesi(scene, level, side, other, opts), opts)
+        except NeedleplanError:
+            return first
+        if not second.feasible:
+            return first
+        second.notes.insert(0, f"the default {first.approach} approach has no safe straight path ({first.reason}); "
+                               f"this is the {other} approach")
+        return second
     elif procedure in ("mbb", "rfa"):
         level = _check_nerve(spine, level, procedure)
         setup = _medial_branch(scene, procedure, level, side, opts)
@@ -338,7 +352,7 @@ def _medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pl
         rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
         tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost((oblique, b0)))
         return _Setup(approach, target, region, below, normal, (oblique, b0), window, tilt_range, cost, rules, below,
-                      nerve=branch, notes=notes, frame=_axes(marks))
+                      nerve=branch, notes=notes)
     upper, lower_end = targets.nerve_neck_segment(branch)
     tangent = upper - lower_end
     lesion_length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
@@ -451,7 +465,7 @@ def _pedicle_half_height(scene: Scene, label: int, marks: dict[str, Any], side: 
 def _complete(scene: Scene, procedure: str, level: str, side: str, setup: _Setup, opts: PlanOptions) -> Plan:
     nominal = setup.target
     result, tried = None, []
-    for target in _target_candidates(setup, opts):
+    for target in _target_candidates(scene, setup, opts):
         problem = tip_problem(scene, procedure, setup.approach, target, opts)
         if problem:
             tried.append(problem)
@@ -518,18 +532,21 @@ def _complete(scene: Scene, procedure: str, level: str, side: str, setup: _Setup
     return plan_
 
 
-def _target_candidates(setup: _Setup, opts: PlanOptions) -> list[np.ndarray]:
-    """The nominal target, then points of the target region up to ``target_shift_max_mm`` away along the
-    vertebra's axes (nearest first), for the procedures whose region allows it (TFESI, MBB)."""
+def _target_candidates(scene: Scene, setup: _Setup, opts: PlanOptions) -> list[np.ndarray]:
+    """The nominal target, then up to eight bone-free points of the target region (1 mm grid in the vertebra's
+    frame, at most ``target_shift_max_mm`` away, nearest first) for TFESI, whose region is a space to reach
+    rather than a bone to touch; on a coarse scan the nominal point can fall in the voxels of an SAP's base."""
     candidates = [setup.target]
     if setup.frame is None or opts.target_shift_max_mm <= 0:
         return candidates
     reach = min(opts.target_shift_max_mm, setup.region.radius_mm)
-    for distance in np.arange(1.0, reach + 1e-9, 1.0):
-        for axis in setup.frame:
-            for sign in (1.0, -1.0):
-                candidates.append(setup.target + sign * distance * axis)
-    return candidates
+    steps = np.arange(-np.floor(reach), np.floor(reach) + 1.0)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    offsets = grid[(np.sum(grid ** 2, axis=1) > 0) & (np.sum(grid ** 2, axis=1) <= reach ** 2)]
+    offsets = offsets[np.argsort(np.linalg.norm(offsets, axis=1), kind="stable")]
+    points = setup.target + offsets @ setup.frame
+    free = scene.lookup(scene.bone, points) == 0
+    return candidates + list(points[free][:8])
 
 
 def _search_info(result: SearchResult) -> dict[str, Any]:

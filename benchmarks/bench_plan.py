@@ -1,0 +1,144 @@
+"""Planning speed and accuracy: ``npl.plan_all`` on a whole lumbar case, and target errors on the phantom.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_plan.py [--write] [--repeats 5] [--threads 2]
+
+Cases (each segmented once with ``npl.segment``; segmentation is not part of the planning time):
+- **shared CT** (``totalseg_example_abdomen_ct``, 3 mm): every procedure, level and side it holds;
+- **phantom** (seed 0, 1 mm): the 5 lumbar levels x 2 sides x 4 procedures of the issue (plus S1 TFESI).
+
+Time: ``plan_all`` on a fresh copy of the label map each run, so that the planner's per-spine scene (masks,
+k-d trees, planes) is rebuilt and counted; the first call (numba compile or cache load) is reported apart, then
+the median of ``--repeats`` runs. Accuracy: each phantom plan's target against the analytic target (the same rule
+on the exact anatomy, :func:`needleplan.phantoms.targets.analytic_target`), planned on the phantom's exact Spine
+and on its segmentation. There is no open planner for these procedures to run side by side (CLINICAL.md section
+8), so the time is compared with the issue's budget (5 s on 2 cores).
+Prints Markdown; with ``--write`` replaces the "## Planning" section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+SHARED_CT = HERE.parent.parent / "shared" / "data" / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
+RESULTS = HERE / "RESULTS.md"
+SECTION = "## Planning"
+BUDGET_S = 5.0
+
+
+def _fresh(spine):
+    """The same spine with a new label-map object, so the planner's cached scene is rebuilt."""
+    import copy
+
+    import needleplan as npl
+    clone = copy.copy(spine)
+    clone.labels = npl.Volume(spine.labels.voxels, spine.labels.index_to_world, "LABEL")
+    return clone
+
+
+def time_plan_all(spine, repeats: int) -> dict:
+    import needleplan as npl
+    start = time.perf_counter()
+    first = npl.plan_all(_fresh(spine))
+    first_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = npl.plan_all(_fresh(spine))
+        times.append(time.perf_counter() - start)
+    return {"first_s": first_s, "median_s": statistics.median(times), "runs": times, "plans": len(result.plans),
+            "feasible": len(result.feasible), "skipped": len(result.skipped), "result": result, "first": first}
+
+
+def target_errors(case, plans) -> dict[str, float]:
+    from needleplan.phantoms.targets import analytic_target
+    errors = {}
+    for plan in plans.plans:
+        approach = plan.approach if plan.procedure == "tfesi" and plan.level != "S1" else None
+        errors[plan.name] = float(np.linalg.norm(plan.target_mm - analytic_target(case, plan.procedure, plan.level,
+                                                                                   plan.side, approach)))
+    return errors
+
+
+def _by_procedure(errors: dict[str, float]) -> dict[str, tuple[float, float]]:
+    groups: dict[str, list[float]] = {}
+    for name, error in errors.items():
+        procedure = name.split("-")[0] + (" S1" if "-S1-" in name and name.startswith("tfesi") else "")
+        groups.setdefault(procedure, []).append(error)
+    return {key: (float(np.median(v)), float(np.max(v))) for key, v in groups.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(args.threads))
+    import numba
+
+    import needleplan as npl
+    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
+
+    rows, accuracy, lines = [], {}, []
+    cases = []
+    if SHARED_CT.exists():
+        cases.append(("shared CT (3 mm, T12-S1)", npl.segment(npl.load(SHARED_CT)), None))
+    case = npl.phantom(0)
+    cases.append(("phantom seed 0 (1 mm, L1-S1), segmented", npl.segment(case.ct), case))
+    cases.append(("phantom seed 0, exact Spine", case.spine(), case))
+    for name, spine, phantom_case in cases:
+        timing = time_plan_all(spine, args.repeats)
+        rows.append((name, timing))
+        if phantom_case is not None:
+            accuracy[name] = target_errors(phantom_case, timing["result"])
+        for plan in timing["result"].plans:
+            if not plan.feasible:
+                lines.append(f"- {name}: {plan.name}: {plan.reason}")
+        for key, reason in timing["result"].skipped.items():
+            lines.append(f"- {name}: {key} not planned: {reason}")
+
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} threads"
+    out = [SECTION + " (`benchmarks/bench_plan.py`)", "",
+           f"Measured {datetime.date.today().isoformat()} on {machine}; Python {platform.python_version()}. "
+           f"`plan_all` time includes building the planner's scene (masks, k-d trees, planes) from the label map; "
+           f"median of {args.repeats} runs, the first call (numba compile or cache load) apart. Budget: "
+           f"{BUDGET_S:g} s for a whole lumbar case. No open planner exists to compare with (CLINICAL.md section 8).",
+           "", "### Time of `plan_all`", "",
+           "| case | plans | feasible | not planned | first call s | median s | within budget |",
+           "|---|---|---|---|---|---|---|"]
+    for name, t in rows:
+        out.append(f"| {name} | {t['plans']} | {t['feasible']} | {t['skipped']} | {t['first_s']:.2f} | "
+                   f"{t['median_s']:.2f} | {'yes' if t['median_s'] <= BUDGET_S else 'no'} |")
+    out += ["", "### Target error against the analytic target (phantom), mm: median / max", "",
+            "| procedure | " + " | ".join(accuracy) + " |", "|---|" + "---|" * len(accuracy)]
+    grouped = {name: _by_procedure(errors) for name, errors in accuracy.items()}
+    for procedure in sorted({p for g in grouped.values() for p in g}):
+        cells = [f"{grouped[n][procedure][0]:.2f} / {grouped[n][procedure][1]:.2f}" if procedure in grouped[n] else "-"
+                 for n in accuracy]
+        out.append(f"| {procedure} | " + " | ".join(cells) + " |")
+    out += ["", "### Plans without a safe straight path, and plans not made", "", *(lines or ["- none"]), ""]
+    text = "\n".join(out)
+    print(text)
+    if args.write:
+        current = RESULTS.read_text()
+        start = current.find(SECTION)
+        if start < 0:
+            RESULTS.write_text(current.rstrip() + "\n\n" + text)
+        else:
+            end = current.find("\n## ", start + len(SECTION))
+            RESULTS.write_text(current[:start] + text + ("" if end < 0 else current[end:]))
+
+
+if __name__ == "__main__":
+    main()
