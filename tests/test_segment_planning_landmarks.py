@@ -92,3 +92,92 @@ def test_real_ct_splits_the_ilia_and_has_both_sides_pelvis(real_ct):
     left, right = spine.pelvis["psis_left"], spine.pelvis["psis_right"]
     assert left[0] - right[0] > 40.0  # LPS x: the left PSIS is on the patient's left
     _check_joint_lines(spine.pelvis, 8.0)
+
+
+# --- medial branch turn and S1 body width: the landmarks the MBB and RFA targets are built from -----------------
+
+@pytest.fixture(scope="module")
+def coarse_lordotic_case():
+    case = npl.phantom(3, spacing_mm=2.0, noise_hu=30.0, lordosis_deg=55.0)
+    return case, npl.segment(case.ct)
+
+
+def _branch_vertex_errors(case, spine, levels: tuple[str, ...]) -> np.ndarray:
+    """Distance (mm) of each medial-branch vertex from the phantom's, one row per level and side."""
+    return np.array([np.linalg.norm(np.asarray(spine[level][f"medial_branch_{side}"])
+                                    - np.asarray(case.landmarks[level][f"medial_branch_{side}"]), axis=1)
+                     for level in levels for side in SIDES])
+
+
+def _on_bone_target_errors(case, spine, levels: tuple[str, ...]) -> dict[str, list[float]]:
+    """MBB (1.5 mm below the turn) and RFA (12 mm lesion) on-bone targets from the segmented and the exact
+    branches, with the planner's own rules."""
+    from needleplan.plan import targets
+
+    errors: dict[str, list[float]] = {"mbb": [], "rfa": []}
+    for level in levels:
+        for side in SIDES:
+            seg, truth = spine[level][f"medial_branch_{side}"], case.landmarks[level][f"medial_branch_{side}"]
+            superior = spine[level]["axes"]["superior"]
+            errors["mbb"].append(float(np.linalg.norm(targets.mbb(seg, superior, 1.5)
+                                                      - targets.mbb(np.asarray(truth), superior, 1.5))))
+            errors["rfa"].append(float(np.linalg.norm(targets.rfa_tip(seg, 12.0) - targets.rfa_tip(np.asarray(truth),
+                                                                                                  12.0))))
+    return errors
+
+
+def test_medial_branch_turn_follows_the_phantom_on_the_fine_phantom(fine_case):
+    case, spine = fine_case
+    errors = _branch_vertex_errors(case, spine, LUMBAR)
+    assert np.median(errors[:, 1]) <= 3.0, errors  # the turn behind the TP: 3.4 mm before the SAP left the TP
+    assert errors[:, 1].max() <= 6.0, errors  # 7.3 mm at L5, whose SAP stood in the TP's search box
+    targets_err = _on_bone_target_errors(case, spine, ("L2", "L3", "L4", "L5", "S1"))
+    assert np.median(targets_err["mbb"]) <= 3.0 and max(targets_err["mbb"]) <= 6.0, targets_err
+    assert np.median(targets_err["rfa"]) <= 3.0 and max(targets_err["rfa"]) <= 6.0, targets_err
+
+
+def test_medial_branch_on_a_coarse_lordotic_phantom(coarse_lordotic_case):
+    case, spine = coarse_lordotic_case
+    errors = _branch_vertex_errors(case, spine, LUMBAR)
+    assert errors.max() <= 9.5, errors  # a cross-section holding lamina gave the SAP face any direction: 15.8 mm
+    targets_err = _on_bone_target_errors(case, spine, ("L2", "L3", "L4", "L5", "S1"))
+    assert max(targets_err["mbb"]) <= 7.0, targets_err  # 13 mm before
+    assert max(targets_err["rfa"]) <= 7.0, targets_err
+
+
+def test_s1_body_half_width_stops_at_a_gap():
+    from needleplan.segment.sacrum import _body_half_width
+
+    grid = np.stack(np.meshgrid(np.arange(-60.0, 61.0), np.arange(-30.0, 0.0), np.arange(-6.0, 0.0), indexing="ij"),
+                    axis=-1).reshape(-1, 3)
+    body = (grid[:, 0] / 25.0) ** 2 + ((grid[:, 1] + 15.0) / 15.0) ** 2 <= 1.0
+    ilium = (np.abs(grid[:, 0]) >= 30.0) & (np.abs(grid[:, 0]) <= 45.0)  # bone beyond a 4 mm gap
+    width = _body_half_width(grid[body | ilium], -30.0, 1.0)
+    assert 23.0 <= width <= 25.5, width
+
+
+def test_facet_direction_is_kept_in_the_anatomical_range():
+    from needleplan.segment.landmarks import FACET_ANGLE_RANGE_DEG, _plausible_facet_direction
+
+    inside = np.array([np.sin(np.radians(40.0)), np.cos(np.radians(40.0))])
+    assert np.allclose(_plausible_facet_direction(-inside, 1.0), inside)  # turned posterior, kept
+    coronal = _plausible_facet_direction(np.array([-1.0, 0.05]), -1.0)  # right side, nearly coronal
+    angle = np.degrees(np.arctan2(-coronal[0], coronal[1]))
+    assert angle == pytest.approx(FACET_ANGLE_RANGE_DEG[1])
+
+
+def test_transverse_process_axis_ignores_a_sap_in_its_box():
+    from needleplan.segment.landmarks import _outside_face, _transverse_process, face_line
+
+    xs, ys, zs = np.meshgrid(np.arange(22.0, 46.0), np.arange(-4.0, 3.0), np.arange(-5.0, 6.0), indexing="ij")
+    tp = np.stack([xs, ys, zs], axis=-1).reshape(-1, 3)  # a straight TP, 7 mm thick, along +x
+    beta = np.radians(50.0)
+    along, normal = np.array([np.sin(beta), np.cos(beta)]), np.array([np.cos(beta), -np.sin(beta)])
+    u, v, w = np.meshgrid(np.arange(-6.0, 7.0), np.arange(-4.0, 1.0), np.arange(-8.0, 16.0), indexing="ij")
+    sap = np.column_stack([(np.array([30.0, 8.0]) + u.reshape(-1, 1) * along + v.reshape(-1, 1) * normal),
+                           w.reshape(-1)])  # an upright plate standing behind the TP's root
+    face = face_line(sap[sap[:, 2] > 8.0], 1.0, 1.0)
+    both = np.vstack([tp, sap])
+    found = _transverse_process(_outside_face(both, face, 1.0, 1.0), 1.0, 1.0)
+    assert abs(found["direction"][1]) < 0.1, found["direction"]
+    assert found["half_thickness"] == pytest.approx(3.5, abs=1.0)

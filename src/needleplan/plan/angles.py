@@ -26,15 +26,17 @@ def angles_from_direction(direction: np.ndarray) -> tuple[float, float]:
     return oblique, tilt
 
 
-def squared_tilt_deg(endplate_normal: np.ndarray, oblique_deg: float) -> float:
-    """The tilt b0 that squares an endplate at a given oblique: the beam then lies in the endplate's plane.
+def squared_tilt_deg(endplate_normal: np.ndarray, oblique_deg):
+    """The tilt b0 that squares an endplate at a given oblique (a float, or an array of them): the beam then lies
+    in the endplate's plane.
 
     The beam d = (sin a cos b, cos a cos b, -sin b) is perpendicular to the normal n when
     tan b = (n_x sin a + n_y cos a) / n_z.
     """
     n = np.asarray(endplate_normal, dtype=np.float64)
     a = np.radians(oblique_deg)
-    return float(np.degrees(np.arctan2(n[0] * np.sin(a) + n[1] * np.cos(a), n[2])))
+    tilt = np.degrees(np.arctan2(n[0] * np.sin(a) + n[1] * np.cos(a), n[2]))
+    return float(tilt) if np.ndim(tilt) == 0 else tilt
 
 
 def angle_between_deg(u: np.ndarray, w: np.ndarray) -> float:

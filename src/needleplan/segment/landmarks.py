@@ -16,6 +16,9 @@ import numpy as np
 ROOT_RADIUS_MM = 3.0
 #: Half the height of a lumbar pedicle where the nerve models need it, mm (Zindrick 1987: heights 14-15.4 mm).
 PEDICLE_HALF_HEIGHT_MM = 7.5
+#: Angle of a lumbar facet (SAP lateral face) from the sagittal plane in the axial plane, degrees: about 25 at L1-L2
+#: to 50 at L5-S1, range about 15-65 (Masharawi 2004) with a margin.
+FACET_ANGLE_RANGE_DEG = (10.0, 70.0)
 #: Sign of the frame's lateral coordinate that points outward on each side.
 SIDE_SIGN = {"left": 1.0, "right": -1.0}
 
@@ -59,14 +62,26 @@ def face_line(points: np.ndarray, s: float, spacing_mm: float) -> tuple[np.ndarr
         return None
     flat = points[:, :2]
     middle = flat.mean(axis=0)
-    along = np.linalg.svd(flat - middle, full_matrices=False)[2][0]
-    along = along if along[1] >= 0 else -along
+    along = _plausible_facet_direction(np.linalg.svd(flat - middle, full_matrices=False)[2][0], s)
     normal = np.array([along[1], -along[0]])
     normal = normal if s * normal[0] >= 0 else -normal
     t = (flat - middle) @ along
     outward = float(np.percentile((flat - middle) @ normal, 98)) + 0.5 * spacing_mm
     centre = middle + 0.5 * (t.max() + t.min()) * along + outward * normal
     return centre, along, 0.5 * float(np.ptp(t) + spacing_mm)
+
+
+def _plausible_facet_direction(along: np.ndarray, s: float) -> np.ndarray:
+    """A measured facet direction (frame x, y) turned posterior and, when it leaves the anatomical range, clamped
+    to it: the lateral face of a lumbar SAP runs back and out at :data:`FACET_ANGLE_RANGE_DEG` from the sagittal
+    plane (a cross-section that holds pieces of lamina or of the IAP above gives any direction)."""
+    along = along if along[1] >= 0 else -along
+    angle = np.degrees(np.arctan2(s * along[0], along[1]))
+    low, high = FACET_ANGLE_RANGE_DEG
+    if low <= angle <= high:
+        return along
+    angle = np.radians(np.clip(angle, low, high))
+    return np.array([s * np.sin(angle), np.cos(angle)])
 
 
 def _plane_fit_normal(points: np.ndarray, hint: np.ndarray) -> np.ndarray:
@@ -235,12 +250,12 @@ def _posterior_elements(local: np.ndarray, origin: np.ndarray, axes: np.ndarray,
         if len(arch):
             marks[f"iap_tip_{side}"] = to_world(cap(arch, np.array([0.0, 0.0, -1.0]), spacing_mm, spacing_mm),
                                                 origin, axes)
-        tp = _transverse_process(local[(lateral > canal_half_width + 12.0) & (np.abs(local[:, 1]) < 25.0)], s,
-                                 spacing_mm)
+        face = face_line(_above(facet, body_top + 0.5 * spacing_mm), s, spacing_mm)
+        candidates = local[(lateral > canal_half_width + 12.0) & (np.abs(local[:, 1]) < 25.0)]
+        tp = _transverse_process(_outside_face(candidates, face, s, spacing_mm), s, spacing_mm)
         if tp is None:
             continue
         marks[f"tp_tip_{side}"] = to_world(tp["tip"], origin, axes)
-        face = face_line(_above(facet, body_top + 0.5 * spacing_mm), s, spacing_mm)
         if face is not None:
             pedicle = pedicles[side]
             floor = pedicle["center"][2] - pedicle["half_height"] + 1.0 if pedicle else -np.inf
@@ -257,11 +272,31 @@ def _above(points: np.ndarray, height: float) -> np.ndarray:
     return high if len(high) >= 4 else points[points[:, 2] > height - 4.0]
 
 
+def _outside_face(points: np.ndarray, face: tuple[np.ndarray, np.ndarray, float] | None, s: float,
+                  spacing_mm: float) -> np.ndarray:
+    """The points (frame (M, 3)) beyond the SAP's lateral face: the transverse process without the SAP.
+
+    Where the SAP stands lateral to the canal (L5's wide facets) its voxels fall into the box the transverse
+    process is searched in and tilt its axis; the SAP is an upright plate, so at every height it lies on the inner
+    side of its lateral face's line and the process beyond it. The points are returned unchanged when the face is
+    unknown or when fewer than four would remain.
+    """
+    if face is None:
+        return points
+    centre, along, _ = face
+    outward = np.array([along[1], -along[0]])
+    outward = outward if s * outward[0] >= 0 else -outward
+    beyond = points[(points[:, :2] - centre) @ outward > 0.5 * spacing_mm]
+    return beyond if len(beyond) >= 4 else points
+
+
 def _transverse_process(tp: np.ndarray, s: float, spacing_mm: float) -> dict[str, Any] | None:
     """Axis, tip, upper and lower margins and half-thickness of a transverse process from its lateral voxels.
 
     The axis runs through the centres of the outer 12 mm of the process (its root merges with pedicle and SAP),
     fitted as the frame y of those centres against the lateral distance; the tip is the axis's end, at mid-height.
+    The thickness is the median over the lateral bins of the extent across the axis (an outlying voxel or a
+    slightly tilted axis widens the overall extent, not the median of the bins').
     """
     if len(tp) < 3:
         return None
@@ -292,8 +327,17 @@ def _transverse_process(tp: np.ndarray, s: float, spacing_mm: float) -> dict[str
     bottom = float(np.median(bottoms)) - 0.5 * spacing_mm
     reach = float(((tp[:, :2] - point) @ direction).max()) + 0.5 * spacing_mm
     return {"point": point, "direction": direction, "behind": behind, "top": top, "bottom": bottom,
-            "half_thickness": 0.5 * (float(np.ptp(across)) + spacing_mm),
+            "half_thickness": 0.5 * (_median_extent(across, inverse) + spacing_mm),
             "tip": np.append(point + reach * direction, 0.5 * (top + bottom))}
+
+
+def _median_extent(values: np.ndarray, groups: np.ndarray) -> float:
+    """Median over the groups (ids 0..G-1 per value) of each group's extent (max - min) of ``values``."""
+    high = np.full(groups.max() + 1, -np.inf)
+    low = np.full(groups.max() + 1, np.inf)
+    np.maximum.at(high, groups, values)
+    np.minimum.at(low, groups, values)
+    return float(np.median(high - low))
 
 
 def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float],

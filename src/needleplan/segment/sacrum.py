@@ -61,7 +61,7 @@ def sacrum_landmarks(mask: np.ndarray, affine: np.ndarray, s1: dict[str, Any],
     origin = np.asarray(s1["superior_endplate"]["center"], dtype=np.float64)
     local = to_frame(voxel_centres_mm(np.argwhere(mask), affine), origin, axes)
     front = _body_front(local)
-    half_width = _body_half_width(local, front)
+    half_width = _body_half_width(local, front, spacing_mm)
     s1_marks: dict[str, Any] = {}
     pelvic: dict[str, Any] = {}
     channels = _channels(mask, affine, origin, axes, spacing_mm)
@@ -97,11 +97,29 @@ def _body_front(local: np.ndarray) -> float:
     return float(np.percentile(near[:, 1], 2)) if len(near) else -35.0
 
 
-def _body_half_width(local: np.ndarray, front: float) -> float:
-    """Half-width of the S1 body just below its endplate (above the ala), in its front 15 mm (behind that the
-    pedicles join)."""
-    near = local[(local[:, 1] < front + 15.0) & (local[:, 2] > -3.0) & (local[:, 2] < -0.5)]
-    return float(np.percentile(np.abs(near[:, 0]), 98)) if len(near) >= 4 else 25.0
+def _body_half_width(local: np.ndarray, front: float, spacing_mm: float) -> float:
+    """Half-width of the S1 body in its top voxel layer, in its front 15 mm (behind that the pedicles join).
+
+    The ala's top lies a few mm lower and stays out of that layer; bone beyond a gap beside the body (an ilium
+    piece that the split left in the sacrum) is cut off by following the layer's occupied columns outward from the
+    midline only while they are contiguous.
+    """
+    top = max(2.0, spacing_mm + 0.5)
+    near = local[(local[:, 1] < front + 15.0) & (local[:, 2] > -top)]
+    if len(near) < 4:
+        return 25.0
+    reach = []
+    for s in SIDE_SIGN.values():
+        outward = s * near[:, 0]
+        occupied = np.unique(np.floor(outward[outward > -0.5 * spacing_mm] / spacing_mm).astype(np.int64))
+        run = occupied[occupied >= 0]
+        if not len(run) or run[0] > 1:
+            continue
+        gaps = np.flatnonzero(np.diff(run) > 1)
+        last = run[gaps[0]] if len(gaps) else run[-1]
+        inside = outward[(outward >= 0) & (outward < (last + 1) * spacing_mm)]
+        reach.append(float(np.percentile(inside, 98)))
+    return float(np.mean(reach)) if reach else 25.0
 
 
 def _ala(local: np.ndarray, s: float, half_width: float, front: float, pedicle_y: float,

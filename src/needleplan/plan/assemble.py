@@ -1,0 +1,196 @@
+"""The steps every plan shares once its procedure has set it up: target search, needle, views, safety, lesion and
+entry offsets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..anatomy import Spine
+from ..needle import Needle
+from . import targets
+from .angles import angle_between_deg, describe_angles, direction_from_angles, squared_tilt_deg
+from .model import Lesion, NeedleChoice, Plan
+from .options import LESION_RADIUS_MM, PlanOptions
+from .safety import assess, tip_problem
+from .scene import Scene
+from .search import SearchResult, search_direction
+from .setups import Setup
+from .views import view_sequence
+
+_SIGN = {"left": 1.0, "right": -1.0}
+
+
+def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions) -> Plan:
+    """Search the path of a set-up procedure and assemble its Plan (feasible or with the reason it is not)."""
+    target, result, notes = _find_path(scene, procedure, level, side, setup, opts)
+    b0 = squared_tilt_deg(setup.normal, setup.preferred[0] if result.oblique_deg is None else result.oblique_deg)
+    common = dict(procedure=procedure, level=level, side=side, approach=setup.approach, target_mm=target,
+                  target_region=setup.region, reference_endplate=f"{setup.endplate_of} superior endplate",
+                  squared_tilt_deg=b0, search=_search_info(result), notes=[*setup.notes, *notes], options=opts,
+                  nerve=setup.nerve)
+    if result.oblique_deg is None:
+        return Plan(feasible=False, reason=result.reason, **common)
+    oblique, tilt = result.oblique_deg, result.tilt_deg
+    direction = direction_from_angles(oblique, tilt)
+    depth = float(result.depth_mm)
+    entry = target - depth * direction
+    choice = _needle_choice(procedure, depth, opts)
+    needle = Needle.from_direction(target, direction, choice.length_mm, gauge=choice.gauge,
+                                   name=f"{procedure}-{level}-{side}")
+    safety = assess(scene, procedure, setup.approach, level, side, entry, target, opts, setup.rules.bone_contact_mm)
+    lesion = _lesion(setup, target, direction, opts) if procedure == "rfa" else None
+    endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
+    views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
+                          setup.endplate_of, np.asarray(endplate, dtype=np.float64))
+    offsets, words = _entry_offsets(scene.spine, level if procedure == "tfesi" else setup.endplate_of, side, entry)
+    plan = Plan(feasible=safety.safe, reason="; ".join(safety.violations), entry_mm=entry, direction=direction,
+                depth_mm=depth, oblique_deg=oblique, tilt_deg=tilt, needle_choice=choice, needle=needle, views=views,
+                safety=safety, lesion=lesion, entry_offsets=offsets, entry_in_words=words, **common)
+    plan.notes.append(f"trajectory: {describe_angles(oblique, tilt, side, b0)}")
+    if result.preferred_reason:
+        plan.notes.append(f"the first-choice direction ({describe_angles(*result.preferred, side)}) is blocked: "
+                          f"{result.preferred_reason}; the grid search found this one")
+    if not choice.standard:
+        plan.safety.warnings.append(choice.note)
+    if lesion is not None and (lesion.nerve_captured_mm < opts.rfa_capture_min_mm
+                               or lesion.electrode_to_nerve_deg > opts.rfa_max_angle_deg):
+        plan.safety.warnings.append(
+            f"the lesion captures {lesion.nerve_captured_mm:.1f} mm of nerve at {lesion.electrode_to_nerve_deg:.0f} "
+            f"degrees (aim: at least {opts.rfa_capture_min_mm:g} mm, at most {opts.rfa_max_angle_deg:g} degrees)")
+    return plan
+
+
+def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions
+               ) -> tuple[np.ndarray, SearchResult, list[str]]:
+    """The target (the nominal one or, failing that, another point of its region) and the searched pose."""
+    tried: list[str] = []
+    last: SearchResult | None = None
+    for target in _target_candidates(scene, setup, opts):
+        problem = tip_problem(scene, procedure, setup.approach, target, opts)
+        if problem:
+            tried.append(problem)
+            continue
+
+        def verify(oblique: float, tilt: float, depth: float, target: np.ndarray = target) -> str:
+            direction = direction_from_angles(oblique, tilt)
+            safety = assess(scene, procedure, setup.approach, level, side, target - depth * direction, target, opts,
+                            setup.rules.bone_contact_mm)
+            return "; ".join(safety.violations)
+
+        last = search_direction(scene, target, setup.preferred, setup.oblique_range, setup.tilt_range, setup.cost,
+                                setup.rules, opts.grid_step_deg, verify)
+        if last.oblique_deg is not None:
+            shift = float(np.linalg.norm(target - setup.target))
+            notes = [] if shift == 0 else [f"the nominal target has no safe straight path ({tried[0]}); the tip is "
+                                           f"moved {shift:.1f} mm inside the target region"]
+            return target, last, notes
+        tried.append(last.reason)
+    reason = tried[0] if len(tried) == 1 else (f"{tried[0]} (and no point of the target region within "
+                                               f"{opts.target_shift_max_mm:g} mm does better)")
+    failed = SearchResult(None, None, None, 0 if last is None else last.checked, setup.preferred, tried[0],
+                          {} if last is None else last.window, reason)
+    return setup.target, failed, []
+
+
+def _target_candidates(scene: Scene, setup: Setup, opts: PlanOptions) -> list[np.ndarray]:
+    """The nominal target, then up to eight bone-free points of the target region (1 mm grid in the vertebra's
+    frame, at most ``target_shift_max_mm`` away, nearest first) for TFESI, whose region is a space to reach
+    rather than a bone to touch; on a coarse scan the nominal point can fall in the voxels of an SAP's base."""
+    candidates = [setup.target]
+    if setup.frame is None or opts.target_shift_max_mm <= 0:
+        return candidates
+    reach = min(opts.target_shift_max_mm, setup.region.radius_mm)
+    steps = np.arange(-np.floor(reach), np.floor(reach) + 1.0)
+    grid = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 3)
+    offsets = grid[(np.sum(grid ** 2, axis=1) > 0) & (np.sum(grid ** 2, axis=1) <= reach ** 2)]
+    offsets = offsets[np.argsort(np.linalg.norm(offsets, axis=1), kind="stable")]
+    points = setup.target + offsets @ setup.frame
+    free = scene.lookup(scene.bone, points) == 0
+    return candidates + list(points[free][:8])
+
+
+def _search_info(result: SearchResult) -> dict[str, Any]:
+    return {"preferred_oblique_deg": result.preferred[0], "preferred_tilt_deg": result.preferred[1],
+            "preferred_blocked_by": result.preferred_reason, "directions_checked": result.checked,
+            "window": {k: list(v) for k, v in result.window.items()}, "no_window_reason": result.reason}
+
+
+def _needle_choice(procedure: str, depth_mm: float, opts: PlanOptions) -> NeedleChoice:
+    needed = depth_mm + opts.hub_margin_mm
+    if procedure == "rfa":
+        kind, gauge, lengths, standard_max = "RF cannula", opts.rfa_gauge, opts.rfa_cannula_lengths_mm, max(
+            opts.rfa_cannula_lengths_mm)
+    else:
+        kind, gauge, lengths, standard_max = ("spinal needle", opts.needle_gauge, opts.spinal_needle_lengths_mm,
+                                              opts.standard_needle_max_mm)
+    fitting = [length for length in sorted(lengths) if length >= needed]
+    length = fitting[0] if fitting else max(lengths)
+    standard = bool(fitting) and length <= standard_max
+    if not fitting:
+        note = f"no {kind} reaches: the path needs {needed:.0f} mm and the longest is {max(lengths):.0f} mm"
+    elif not standard:
+        note = f"a standard {kind} does not reach: {length:.0f} mm needed (depth {depth_mm:.0f} mm)"
+    else:
+        note = f"{gauge}G {length:.0f} mm {kind} (depth {depth_mm:.0f} mm + {opts.hub_margin_mm:g} mm outside)"
+    return NeedleChoice(kind, gauge, float(length), float(needed), standard, note)
+
+
+def _lesion(setup: Setup, target: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
+    length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
+    centre = target - 0.5 * length * direction
+    radius = LESION_RADIUS_MM[opts.rfa_gauge]
+    nerve = np.asarray(setup.nerve, dtype=np.float64)
+    samples = np.concatenate([a + np.linspace(0, 1, 200, endpoint=False)[:, None] * (b - a)
+                              for a, b in zip(nerve[:-1], nerve[1:], strict=True)] + [nerve[-1:]])
+    step = np.linalg.norm(np.diff(samples, axis=0), axis=1)
+    lesion = Lesion(centre, direction, length, radius, opts.rfa_active_tip_mm, 0.0, 0.0)
+    inside = lesion.contains(samples)
+    lesion.nerve_captured_mm = float(np.sum(step[inside[:-1] & inside[1:]]))
+    upper, lower_end = targets.nerve_neck_segment(nerve)
+    angle = angle_between_deg(direction, upper - lower_end)
+    lesion.electrode_to_nerve_deg = min(angle, 180.0 - angle)
+    return lesion
+
+
+def _midline(spine: Spine) -> tuple[np.ndarray, np.ndarray] | None:
+    middle = spine.pelvis.get("midline")
+    if middle is not None:
+        return np.asarray(middle["point"], dtype=np.float64), np.asarray(middle["normal"], dtype=np.float64)
+    tips = [v.landmarks["spinous_tip"] for v in spine if "spinous_tip" in v.landmarks]
+    lefts = [v.landmarks["axes"]["left"] for v in spine if "axes" in v.landmarks]
+    if not tips or not lefts:
+        return None
+    normal = np.mean(lefts, axis=0)
+    return np.mean(tips, axis=0), normal / np.linalg.norm(normal)
+
+
+def _entry_offsets(spine: Spine, level: str, side: str, entry: np.ndarray) -> tuple[dict[str, float], str]:
+    """Entry point offsets in mm from the midline and from the level's spinous tip (or the PSIS), with words."""
+    offsets: dict[str, float] = {}
+    words = []
+    midline = _midline(spine)
+    if midline is not None:
+        left = float((entry - midline[0]) @ midline[1])
+        offsets["from_midline_left_mm"] = left
+        words.append(f"{abs(left):.0f} mm {'left' if left >= 0 else 'right'} of the midline")
+    vertebra = spine.vertebrae.get(level)
+    if vertebra is not None and "axes" in vertebra.landmarks:
+        superior = np.asarray(vertebra.landmarks["axes"]["superior"], dtype=np.float64)
+        tip = vertebra.landmarks.get("spinous_tip")
+        if tip is not None:
+            up = float((entry - np.asarray(tip)) @ superior)
+            offsets[f"from_{level}_spinous_tip_cranial_mm"] = up
+            words.append(f"{abs(up):.0f} mm {'cranial' if up >= 0 else 'caudal'} to the {level} spinous process tip")
+    psis = spine.pelvis.get(f"psis_{side}")
+    if psis is not None and level == "S1":
+        rel = entry - np.asarray(psis, dtype=np.float64)
+        lateral = _SIGN[side] * (midline[1] if midline is not None else np.array([1.0, 0.0, 0.0]))
+        medial = float(-(rel @ lateral))
+        up = float(rel[2])
+        offsets[f"from_psis_{side}_medial_mm"] = medial
+        offsets[f"from_psis_{side}_cranial_mm"] = up
+        words.append(f"{abs(medial):.0f} mm {'medial' if medial >= 0 else 'lateral'} and {abs(up):.0f} mm "
+                     f"{'cranial' if up >= 0 else 'caudal'} to the {side} PSIS")
+    return offsets, ", ".join(words)
