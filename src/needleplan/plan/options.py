@@ -56,6 +56,8 @@ class PlanOptions:
     """Step of the oblique/tilt search grid."""
     tfesi_oblique_deg: tuple[float, float] = (10.0, 45.0)
     """Ipsilateral oblique window for a lumbar TFESI."""
+    tfesi_typical_oblique_deg: tuple[float, float] = (20.0, 35.0)
+    """The first-choice TFESI oblique (SAP tip under the pedicle's 6 o'clock) is kept in this typical range."""
     s1_oblique_deg: tuple[float, float] = (0.0, 30.0)
     """Ipsilateral oblique window for the S1 TFESI (5-25 typical)."""
     mbb_oblique_deg: tuple[float, float] = (0.0, 60.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,7 +57,12 @@ def _data_uri(image: Image) -> str:
 
 
 def _mm(value: float | None, digits: int = 0) -> str:
-    return "-" if value is None else f"{value:.{digits}f} mm"
+    return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f} mm"
+
+
+def _number(value: float) -> str:
+    """A clearance cell: one decimal, or a dash when the rule has no distance (bone on the way)."""
+    return f"{value:.1f}" if math.isfinite(value) else "-"
 
 
 # ---- words ---------------------------------------------------------------------------------------------------------
@@ -243,8 +249,8 @@ def _views_section(views: Sequence[tuple[View, Image]]) -> str:
 
 def _safety_table(plan: Plan) -> str:
     rows = "".join(
-        f"<tr><td>{_e(item.structure)}</td><td class=\"num\">{item.clearance_mm:.1f}</td>"
-        f"<td class=\"num\">{item.tip_clearance_mm:.1f}</td><td>{_e(item.rule)}</td>"
+        f"<tr><td>{_e(item.structure)}</td><td class=\"num\">{_number(item.clearance_mm)}</td>"
+        f"<td class=\"num\">{_number(item.tip_clearance_mm)}</td><td>{_e(item.rule)}</td>"
         f"<td class=\"{_e(item.status)}\">{_e(item.status)}</td><td>{_e(item.message)}</td></tr>"
         for item in plan.safety.items)
     verdict = ("<p class=\"ok\">No no-go rule is broken.</p>" if plan.safety.safe else

@@ -134,9 +134,16 @@ def tfesi(scene: Scene, level: str, side: str, approach: str | None, opts: PlanO
     six_oclock = centre - half_down * superior
     sap = None if lower is None else lower.landmarks.get(f"sap_tip_{side}")
     window = _window(side, opts.tfesi_oblique_deg)
+    typical = _window(side, opts.tfesi_typical_oblique_deg)
     if sap is not None:
         delta = np.asarray(sap, dtype=np.float64) - six_oclock
-        oblique = _clamp(float(np.degrees(np.arctan2(delta[0], delta[1]))), window)
+        rule = float(np.degrees(np.arctan2(delta[0], delta[1])))
+        oblique = _clamp(rule, typical)
+        if oblique != rule:
+            notes.append(f"the {below} SAP tip comes under the pedicle's 6 o'clock at {abs(rule):.0f} degrees "
+                         f"{'ipsilateral' if rule * _SIGN[side] > 0 else 'contralateral'} oblique; the first choice "
+                         f"is kept within the typical {typical[0] * _SIGN[side]:.0f}-{typical[1] * _SIGN[side]:.0f} "
+                         "degrees (landmark noise moves this angle quickly)")
     else:
         oblique = _clamp(_SIGN[side] * 25.0, window)
         notes.append(f"the {below} SAP tip was not found; the trajectory view starts from 25 degrees oblique")
