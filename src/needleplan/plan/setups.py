@@ -73,9 +73,15 @@ def _relative_tilt(normal: np.ndarray, oblique_range: tuple[float, float], relat
 
 def _off_bone(scene: Scene, point: np.ndarray, distance_mm: float) -> np.ndarray:
     """A bone-contact target moved ``distance_mm`` out of the bone surface it lies on: the needle's tip rests
-    against the bone instead of aiming into it (or grazing along it)."""
+    against the bone instead of aiming into it (or grazing along it). A landmark that a coarse scan put inside
+    the bone is first brought out to the surface along the same normal (at most three voxels)."""
     normal = scene.outward_normal(point)
-    return point if normal is None else point + distance_mm * normal
+    if normal is None:
+        return point
+    steps = np.arange(0.0, 3.0 * scene.spacing_mm + 1e-9, 0.25)
+    inside = scene.lookup(scene.bone, point + steps[:, None] * normal) > 0
+    surface = steps[np.argmin(inside)] if inside[0] and not inside.all() else 0.0
+    return point + (surface + distance_mm) * normal
 
 
 def _contact_mm(scene: Scene, opts: PlanOptions) -> float:
