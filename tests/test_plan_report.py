@@ -171,7 +171,8 @@ def test_report_is_self_contained_and_holds_the_plan(tfesi, rfa, tfesi_views, tm
     assert "relative to the squared endplate" in page
     assert tfesi.needle_choice.note in page
     for item in tfesi.safety.items:
-        assert f"<td>{item.structure}</td><td class=\"num\">{item.clearance_mm:.1f}</td>" in page
+        shown = f"{item.clearance_mm:.1f}" if np.isfinite(item.clearance_mm) else "-"
+        assert f"<td>{item.structure}</td><td class=\"num\">{shown}</td>" in page
     for view in tfesi.views:
         assert view.expect.replace("'", "&#x27;") in page
     # RFA lesion figures

@@ -74,7 +74,7 @@ class Scene:
     def _index(self, points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest voxel (k, j, i) of points (..., 3) and whether it is inside the grid."""
         ijk = points_mm @ self.world_to_index[:3, :3].T + self.world_to_index[:3, 3]
-        index = np.rint(ijk).astype(np.int64)[..., ::-1]
+        index = np.floor(ijk + 0.5).astype(np.int64)[..., ::-1]  # as the compiled walk rounds
         inside = np.all((index >= 0) & (index < np.array(self.shape)), axis=-1)
         return np.where(inside[..., None], index, 0), inside
 
