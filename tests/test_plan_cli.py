@@ -76,6 +76,7 @@ def test_joint_writes_both_plans_and_their_needles(ct_file, tmp_path, capsys):
     (["--all", "--side", "left"], "leave out --side"),
     (["--joint", "L4-L5", "--side", "left", "--procedure", "tfesi"], "--joint is for mbb or rfa"),
     (["--level", "L4", "--side", "left", "--size", "20"], "--size must be within 64-4096"),
+    (["--side", "left"], "say what to plan: --level"),
 ])
 def test_bad_requests_fail_before_any_work(ct_file, tmp_path, capsys, argv, message):
     code, stdout, stderr = run(["plan", ct_file, "-o", tmp_path / "out", *argv], capsys)
@@ -111,6 +112,6 @@ def test_output_inside_the_input_folder_is_refused(small_phantom, tmp_path, caps
 
 def test_usage_errors_exit_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["plan", "phantom", "-o", "x"])  # neither --level, --joint nor --all
+        main(["plan", "phantom", "-o", "x", "--level", "L4", "--all"])  # --level and --all exclude each other
     assert exit_info.value.code == 2
     capsys.readouterr()

@@ -157,9 +157,9 @@ def _parser() -> argparse.ArgumentParser:
         "or 'phantom:SEED' plans on the built-in phantom's CT, segmented like any CT.")
     plan.add_argument("path", help="CT: DICOM folder, DICOMDIR, DICOM file, NIfTI/MHA/NRRD file, or phantom[:SEED]")
     plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder (created)")
-    what = plan.add_mutually_exclusive_group(required=True)
+    what = plan.add_mutually_exclusive_group()
     what.add_argument("--level", default=None, help="TFESI: vertebra above the foramen (L1-L5, S1); MBB/RFA: the "
-                      "nerve (L1-L4 medial branch, L5 dorsal ramus); SI: S1")
+                      "nerve (L1-L4 medial branch, L5 dorsal ramus); SI: not needed (S1)")
     what.add_argument("--joint", default=None, metavar="LEVEL-LEVEL",
                       help="a facet joint, e.g. L4-L5: plans its two medial branches (MBB by default, or RFA)")
     what.add_argument("--all", action="store_true", help="plan every procedure (or --procedure), level and side")
@@ -377,6 +377,8 @@ def _plan_request(args: argparse.Namespace):  # noqa: ANN202
             case = plan_all(spine, chosen)
             return case.plans, case.skipped
         return every
+    if args.joint is None and args.level is None and procedure != "si":
+        raise NeedleplanError("say what to plan: --level (with --procedure tfesi, mbb or rfa), --joint or --all")
     if side not in SIDES:
         raise NeedleplanError(f"--side must be 'left' or 'right', got {args.side!r}" if args.side else
                               "--side is needed: left or right")
@@ -387,7 +389,7 @@ def _plan_request(args: argparse.Namespace):  # noqa: ANN202
         if args.approach is not None:
             raise NeedleplanError("--approach is for TFESI plans, not --joint")
         return lambda spine: (plan_joint(spine, args.joint, side, procedure), {})
-    level = args.level.upper()
+    level = (args.level or "S1").upper()
     if level not in LEVEL_ORDER:
         raise NeedleplanError(f"unknown level {args.level!r}; levels are named like L4 or S1")
     return lambda spine: ([plan(spine, procedure or "tfesi", level, side, approach=args.approach)], {})

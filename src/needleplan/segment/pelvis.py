@@ -12,6 +12,8 @@ from .grid import voxel_centres_mm
 
 #: Height bins of the SI joint lines, mm.
 JOINT_STEP_MM = 5.0
+#: Sacrum-ilium contact closer than this to the midline is not the SI joint, mm.
+JOINT_MIN_LATERAL_MM = 20.0
 #: Percentiles of the contact's depth (along the joint) that make its posterior and anterior edges in each bin.
 EDGE_PERCENTILES = (90.0, 10.0)
 #: The patient's superior and posterior directions (LPS): crest tops are the highest points, the joint lines run
@@ -42,17 +44,23 @@ def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None)
         marks[f"iliac_crest_top_{side}"] = points[np.argmax(points @ SUPERIOR)]
         marks[f"psis_{side}"] = points[np.argmax((points - origin) @ np.asarray(axes["posterior"]))]
         touching = sacrum_grown & ndimage.binary_dilation(ilium, iterations=2) & (sacrum | ilium)
-        lines = joint_lines(voxel_centres_mm(np.argwhere(touching), affine))
+        contact = voxel_centres_mm(np.argwhere(touching), affine)
+        # the joint lies well lateral of the midline; contact near it is a labelling error (an ilium piece that
+        # took some of the sacrum's dorsal bone), not the joint
+        lateral = (contact - origin) @ np.asarray(axes["left"]) * (1.0 if side == "left" else -1.0)
+        lines = joint_lines(contact[lateral >= JOINT_MIN_LATERAL_MM], np.asarray(axes["superior"]))
         if lines is not None:
             marks[f"si_joint_posterior_line_{side}"], marks[f"si_joint_anterior_line_{side}"] = lines
     return marks
 
 
-def joint_lines(contact: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def joint_lines(contact: np.ndarray, sacrum_up: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """Posterior and anterior SI joint lines ((K, 3) each, superior to inferior) from the contact points (M, 3).
 
-    The contact's principal axes give the joint's long axis (turned superior), its depth axis (turned
-    posterior) and its normal. In each :data:`JOINT_STEP_MM` bin along the long axis, high and low percentiles of
+    The contact's least principal axis is the joint's normal. Its long axis is the sacrum's superior axis
+    (``sacrum_up``, e.g. S1's) laid into the joint's plane, or the contact's own longest axis when none is given
+    (a coarse, thick contact can be longer front to back than up and down); the depth axis, turned posterior,
+    completes the frame. In each :data:`JOINT_STEP_MM` bin along the long axis, high and low percentiles of
     the depth are the edges; depth and normal offset of each edge are then smoothed by a quadratic in the height,
     so that voxel steps do not make the lines zig-zag.
     """
@@ -60,8 +68,12 @@ def joint_lines(contact: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     centre = contact.mean(axis=0)
     basis = np.linalg.svd(contact - centre, full_matrices=False)[2]
-    up = basis[0] * (np.sign(basis[0] @ SUPERIOR) or 1.0)
-    back = basis[1] * (np.sign(basis[1] @ POSTERIOR) or 1.0)
+    normal = basis[2]
+    up = basis[0] if sacrum_up is None else np.asarray(sacrum_up, dtype=np.float64)
+    up = up - (up @ normal) * normal
+    up = up / np.linalg.norm(up) * (np.sign(up @ SUPERIOR) or 1.0)
+    back = np.cross(normal, up)
+    back *= np.sign(back @ POSTERIOR) or 1.0
     normal = np.cross(up, back)
     rel = contact - centre
     height, depth, offset = rel @ up, rel @ back, rel @ normal
