@@ -53,6 +53,16 @@ def test_one_plan_on_the_phantom(small_phantom, tmp_path, capsys, monkeypatch):
     assert not any(p.name.startswith(".part-") for p in out.rglob("*"))
 
 
+def test_an_si_plan_needs_no_level(ct_file, tmp_path, capsys):
+    out = tmp_path / "si"
+    code, stdout, stderr = run(["plan", ct_file, "--procedure", "si", "--side", "right", "-o", out, "--size", 96],
+                               capsys)
+    assert code == 0, stderr
+    document = json.loads((out / "plan.json").read_text())
+    assert (document["procedure"], document["level"], document["side"]) == ("si", "S1", "right")
+    assert document["approach"] == "intra-articular" and "si-S1-right" in stdout
+
+
 def test_joint_writes_both_plans_and_their_needles(ct_file, tmp_path, capsys):
     out = tmp_path / "joint"
     code, stdout, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "--procedure", "rfa", "-o",
