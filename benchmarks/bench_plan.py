@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-SHARED_CT = HERE.parent.parent / "shared" / "data" / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
+SHARED_DIR = HERE.parent.parent / "shared" / "data" / "totalseg_example_abdomen_ct"
+SHARED_CT = SHARED_DIR / "example_ct.nii.gz"
+#: TotalSegmentator's (fast) labels of the shared CT: sacrum 25, hips 77 (left) and 78 (right).
+SHARED_REFERENCE = SHARED_DIR / "example_seg_fast_force_split.nii.gz"
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Planning"
 BUDGET_S = 5.0
@@ -68,6 +71,24 @@ def target_errors(case, plans) -> dict[str, float]:
         errors[plan.name] = float(np.linalg.norm(plan.target_mm - analytic_target(case, plan.procedure, plan.level,
                                                                                    plan.side, approach)))
     return errors
+
+
+def si_reference_distances(plans) -> list[str]:
+    """For the shared CT's SI plans: the target's distance to TotalSegmentator's sacrum and hip of its side."""
+    import needleplan as npl
+    from scipy.spatial import cKDTree
+    reference = npl.load(SHARED_REFERENCE, modality="LABEL")
+
+    def tree(label: int):
+        kji = np.argwhere(reference.voxels == label)
+        return cKDTree(reference.index_to_world_points(kji[:, ::-1].astype(float)))
+    sacrum = tree(25)
+    lines = []
+    for plan in (p for p in plans.plans if p.procedure == "si"):
+        hip = tree(77 if plan.side == "left" else 78)
+        lines.append(f"- {plan.name}: target {sacrum.query(plan.target_mm)[0]:.1f} mm from the reference sacrum, "
+                     f"{hip.query(plan.target_mm)[0]:.1f} mm from the reference {plan.side} hip")
+    return lines
 
 
 def _by_procedure(errors: dict[str, float]) -> dict[str, tuple[float, float]]:
@@ -127,6 +148,11 @@ def main() -> None:
         cells = [f"{grouped[n][procedure][0]:.2f} / {grouped[n][procedure][1]:.2f}" if procedure in grouped[n] else "-"
                  for n in accuracy]
         out.append(f"| {procedure} | " + " | ".join(cells) + " |")
+    shared = next((t["result"] for name, t in rows if name.startswith("shared")), None)
+    if shared is not None and SHARED_REFERENCE.exists():
+        out += ["", "### SI targets on the shared CT against TotalSegmentator's sacrum and hips", "",
+                "The joint is where both are near; 3 mm voxels, and our ilium labels reach over the dorsal sacrum.",
+                "", *si_reference_distances(shared)]
     out += ["", "### Plans without a safe straight path, and plans not made", "", *(lines or ["- none"]), ""]
     text = "\n".join(out)
     print(text)
