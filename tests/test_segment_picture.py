@@ -12,7 +12,7 @@ from PIL import Image
 import needleplan as npl
 from needleplan.anatomy import VERSE_IDS, Spine, Vertebra
 from needleplan.errors import NeedleplanError
-from needleplan.segment import picture
+from needleplan import offscreen
 from needleplan.segment.picture import landmark_geometry, level_colours, level_surfaces, spine_picture
 from needleplan.volume import affine_from_geometry
 
@@ -144,7 +144,7 @@ def test_bad_requests_are_refused(phantom_spine, tmp_path, name, options, messag
 def test_no_display_and_no_offscreen_library_is_a_clear_error(phantom_spine, tmp_path, monkeypatch):
     monkeypatch.delenv("VTK_DEFAULT_OPENGL_WINDOW", raising=False)
     monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.setattr(picture, "_loadable", lambda *names: False)
+    monkeypatch.setattr(offscreen, "_loadable", lambda *names: False)
     with pytest.raises(NeedleplanError, match="no off-screen OpenGL library"):
         spine_picture(phantom_spine, tmp_path / "spine.png")
     assert not list(tmp_path.iterdir())

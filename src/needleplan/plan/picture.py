@@ -17,7 +17,8 @@ import numpy as np
 
 from ..anatomy import ILIUM_IDS, STRUCTURE_IDS, VERSE_IDS, Spine
 from ..errors import NeedleplanError, describe_path
-from ..segment.picture import _add_key, _offscreen_backend, _write_png, level_surfaces
+from ..offscreen import add_key, offscreen_backend, write_png
+from ..segment.picture import level_surfaces
 from ..volume import Volume
 from .model import Plan
 
@@ -107,9 +108,9 @@ def plan_picture(plan: Plan, scene: PlanScene | Spine, path: str | os.PathLike[s
         scene = plan_scene(scene)
     if not scene.bones:
         raise NeedleplanError("the spine's label map holds no labels: there is no bone to draw")
-    with _offscreen_backend():
+    with offscreen_backend():
         image = _render(plan, scene, (width, height))
-    _write_png(image, path)
+    write_png(image, path)
     return path
 
 
@@ -125,7 +126,7 @@ def _render(plan: Plan, scene: PlanScene, size: tuple[int, int]) -> np.ndarray:
             colour = _ILIUM if label in ILIUM_IDS.values() else (_TARGET_LEVEL if label == target_label else _BONE)
             plotter.add_mesh(mesh, color=colour, smooth_shading=True, specular=0.15, opacity=0.55)
         key = _add_plan_objects(plotter, plan, scene)
-        _add_key(plotter, [_STYLE[what] for what in key], size)
+        add_key(plotter, [_STYLE[what] for what in key], size, corner="upper right")
         _place_camera(plotter, plan, scene, size[0] / size[1])
         _add_caption(plotter, plan, size)
         return np.asarray(plotter.screenshot(None, return_img=True))

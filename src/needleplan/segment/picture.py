@@ -1,18 +1,12 @@
 """A picture of a labelled spine: one coloured surface per level, its name, and the landmarks, as a PNG.
 
-Rendered off-screen with PyVista/VTK. VTK's PyPI wheel picks its OpenGL back end when the first window is
-made; on Linux without a display it needs the system's EGL (Mesa's ``libEGL``) or OSMesa, which
-:func:`spine_picture` looks for first, so that a missing library is a clear error instead of a crash.
+Rendered off-screen with PyVista/VTK (:mod:`needleplan.offscreen` chooses the OpenGL back end).
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +14,7 @@ import numpy as np
 
 from ..anatomy import ILIUM_IDS, LEVEL_ORDER, VERSE_NAMES, Spine
 from ..errors import NeedleplanError, describe_path
-from ..io.atomic import atomic_file
+from ..offscreen import add_key, offscreen_backend, write_png
 from ..volume import Volume
 
 __all__ = ["VIEWS", "landmark_geometry", "level_colours", "level_surfaces", "spine_picture"]
@@ -96,9 +90,9 @@ def spine_picture(
     meshes = level_surfaces(spine.labels)
     if not meshes:
         raise NeedleplanError("the spine's label map holds no labels (every voxel is 0): there is nothing to draw")
-    with _offscreen_backend():
+    with offscreen_backend():
         image = _render(spine, meshes, (width, height), landmarks, view)
-    _write_png(image, path)
+    write_png(image, path)
     return path
 
 
@@ -278,16 +272,7 @@ def _add_landmarks(plotter: Any, points: np.ndarray, lines: dict[str, list[np.nd
         plotter.add_points(points, color=_POINT_COLOUR, point_size=max(5, round(min(size) / 90)),
                            render_points_as_spheres=True)
         key.append(("landmark points", _POINT_COLOUR))
-    _add_key(plotter, key, size)
-
-
-def _add_key(plotter: Any, entries: list[tuple[str, str]], size: tuple[int, int]) -> None:
-    """A colour key in the lower right corner: each entry's text in its colour."""
-    pixels = max(12, round(min(size) / 36))  # text height; PyVista doubles the font size of placed text
-    longest = max((len(text) for text, _ in entries), default=0)
-    x = size[0] - 0.6 * pixels * longest - pixels
-    for row, (text, colour) in enumerate(reversed(entries)):
-        plotter.add_text(text, position=(x, pixels * (1.0 + 1.3 * row)), font_size=pixels // 2, color=colour)
+    add_key(plotter, key, size)
 
 
 def _label_anchor(spine: Spine, label: int, mesh: Any) -> np.ndarray:
@@ -343,53 +328,3 @@ def _add_captions(plotter: Any, spine: Spine, view: str, size: tuple[int, int]) 
                      font_size=font, color="white")
     plotter.add_text(f"{_VIEW_WORDS[view]}; head up", position="lower_left", font_size=font, color="#b0b8c8")
     plotter.add_axes(xlabel="L", ylabel="P", zlabel="S", line_width=3, viewport=(0.0, 0.05, 0.2, 0.3))
-
-
-# ---- off-screen OpenGL and output ---------------------------------------------------------------------------------
-def _loadable(*names: str) -> bool:
-    for name in names:
-        try:
-            ctypes.CDLL(name)
-        except OSError:
-            continue
-        return True
-    return False
-
-
-@contextmanager
-def _offscreen_backend() -> Iterator[None]:
-    """Choose VTK's OpenGL window for off-screen rendering while a picture is made (Linux only).
-
-    VTK's wheel tries X first and, without a display, falls back to EGL and then OSMesa, printing warnings on
-    the way and crashing when neither is installed. Picking the back end here avoids both: EGL when its library
-    loads, else OSMesa, else the default when a display is set; otherwise a clear error.
-    """
-    variable = "VTK_DEFAULT_OPENGL_WINDOW"
-    if not sys.platform.startswith("linux") or variable in os.environ:
-        yield
-        return
-    if _loadable("libEGL.so.1", "libEGL.so"):
-        window = "vtkEGLRenderWindow"
-    elif _loadable("libOSMesa.so.8", "libOSMesa.so.6", "libOSMesa.so"):
-        window = "vtkOSOpenGLRenderWindow"
-    elif os.environ.get("DISPLAY"):
-        yield
-        return
-    else:
-        raise NeedleplanError(
-            "cannot draw the spine picture: no display and no off-screen OpenGL library (EGL or OSMesa) was found; "
-            "install one, e.g. on Debian/Ubuntu `apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri` "
-            "(or `libosmesa6`)"
-        )
-    os.environ[variable] = window
-    try:
-        yield
-    finally:
-        del os.environ[variable]
-
-
-def _write_png(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    with atomic_file(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(image[..., :3], dtype=np.uint8)).save(tmp, format="PNG")
