@@ -313,6 +313,28 @@ def test_joint_block_plans_both_medial_branches(phantom_case):
     assert [p.level for p in npl.plan_joint(spine, "L5-S1", "right")] == ["L4", "L5"]
 
 
+def test_plans_on_an_oblique_grid_match_the_analytic_targets_and_stay_safe():
+    """The phantom stored on an oblique grid (its voxel axes rotated in every plane): the planner's voxel walks
+    and measurements go through the direction matrix, so targets and safety must not change."""
+    tilt, turn = np.radians(12.0), np.radians(25.0)
+    rotation = (np.array([[np.cos(turn), -np.sin(turn), 0.0], [np.sin(turn), np.cos(turn), 0.0], [0.0, 0.0, 1.0]])
+                @ np.array([[1.0, 0.0, 0.0], [0.0, np.cos(tilt), -np.sin(tilt)], [0.0, np.sin(tilt), np.cos(tilt)]]))
+    case = npl.phantom(2, spacing_mm=(1.5, 1.5, 2.0), direction=rotation)
+    assert not np.allclose(case.ct.direction, np.eye(3))
+    spine = case.spine()
+    feasible = 0
+    for procedure, level, side in (("tfesi", "L3", "left"), ("tfesi", "L4", "right"), ("mbb", "L2", "right"),
+                                   ("rfa", "L3", "left"), ("si", "S1", "right")):
+        plan = npl.plan(spine, procedure, level, side)
+        feasible += plan.feasible
+        approach = plan.approach if procedure == "tfesi" else None
+        error = np.linalg.norm(plan.target_mm - analytic_target(case, procedure, level, side, approach))
+        assert error <= 1.5, (plan.name, error)
+        if plan.feasible:
+            assert exact_violations(case, plan) == [], plan.name
+    assert feasible == 5
+
+
 # ---- bad input ----------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("args", "kwargs", "message"), [
     (("epidural", "L4", "left"), {}, "unknown procedure"),
@@ -354,6 +376,56 @@ def test_a_target_in_the_canal_gives_an_infeasible_plan(phantom_case):
     assert "canal" in plan.reason
 
 
+# ---- the compiled voxel walk, on grids whose answer is known by hand ---------------------------------------------
+def _walk(target, direction, bone_cells, shape=(4, 8, 8), affine=None, contact=0.0):
+    from needleplan.plan import march
+    affine = np.eye(4) if affine is None else affine
+    body = np.ones(shape, dtype=bool)
+    bone = np.zeros(shape, dtype=np.uint8)
+    for k, j, i in bone_cells:
+        bone[k, j, i] = 23
+    empty = np.zeros(shape, dtype=bool)
+    no_planes = np.zeros((0, 3))
+    return march.march(np.asarray(target, float), np.asarray([direction], float), 20.0, affine[:3].copy(), body,
+                       bone, empty, empty, False, contact, no_planes, no_planes, no_planes, 5.0)
+
+
+def test_voxel_walk_enters_a_bone_voxel_where_expected():
+    from needleplan.plan import march
+    # needle advancing along -x: the walk back to the skin goes +x and enters voxel i=5 at x = 4.5
+    event, at_mm, label = _walk([1.0, 3.0, 2.0], [-1.0, 0.0, 0.0], [(2, 3, 5)])
+    assert event[0] == march.BONE and at_mm[0] == pytest.approx(3.5) and label[0] == 23
+    # the same bone inside the intended contact distance is ignored, and the walk leaves the grid
+    event, _, _ = _walk([1.0, 3.0, 2.0], [-1.0, 0.0, 0.0], [(2, 3, 5)], contact=10.0)
+    assert event[0] == march.NOT_REACHED
+
+
+def test_voxel_walk_catches_a_corner_a_sampled_walk_would_skip():
+    from needleplan.plan import march
+    # the walk runs along x + y = 2.1 and so clips the corner (1.5, 0.5) of voxel (i=2, j=1) for 0.14 mm,
+    # entering it at (1.5, 0.6), 0.05 * sqrt(2) mm before the chord's midpoint (1.55, 0.55) at 3.125 mm
+    walk = np.array([1.0, -1.0, 0.0]) / np.sqrt(2.0)
+    start = np.array([1.55, 0.55, 1.0]) - 3.125 * walk
+    event, at_mm, _ = _walk(start, -walk, [(1, 1, 2)])
+    assert event[0] == march.BONE and at_mm[0] == pytest.approx(3.125 - 0.05 * np.sqrt(2.0), abs=1e-6)
+    samples = start[None] + np.arange(0.0, 6.0, 0.25)[:, None] * walk  # a walk sampled every 0.25 mm misses it
+    assert not any(np.array_equal(np.floor(p[:2] + 0.5), [2, 1]) for p in samples)
+
+
+def test_voxel_walk_follows_an_oblique_grid():
+    from needleplan.plan import march
+    angle = np.radians(30.0)
+    index_to_world = np.eye(4)
+    index_to_world[:3, :3] = 2.0 * np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0],
+                                             [0.0, 0.0, 1.0]])
+    index_to_world[:3, 3] = [5.0, -3.0, 1.0]
+    world_to_index = np.linalg.inv(index_to_world)
+    target = index_to_world[:3] @ np.array([1.0, 3.0, 2.0, 1.0])
+    walk_world = index_to_world[:3, :3] @ np.array([1.0, 0.0, 0.0])  # along the grid's i axis, 2 mm per voxel
+    event, at_mm, _ = _walk(target, -walk_world / np.linalg.norm(walk_world), [(2, 3, 5)], affine=world_to_index)
+    assert event[0] == march.BONE and at_mm[0] == pytest.approx(2.0 * 3.5)
+
+
 # ---- geometry of the angle conventions ----------------------------------------------------------------------------
 @given(st.floats(-80, 80), st.floats(-80, 80))
 def test_direction_and_angles_round_trip_with_the_carm(oblique, tilt):
@@ -374,7 +446,8 @@ def test_squared_tilt_puts_the_beam_in_the_endplate_plane(oblique, lean_x, lean_
 
 
 # ---- property test: random phantoms, every returned plan obeys its own rules ----------------------------------
-@settings(max_examples=int(os.environ.get("NEEDLEPLAN_PROPERTY_EXAMPLES", "6")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("NEEDLEPLAN_PROPERTY_EXAMPLES", "6")), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(1, 10_000), lordosis=st.floats(30.0, 55.0), scoliosis=st.floats(-10.0, 10.0),
        procedure=st.sampled_from(["tfesi", "mbb", "rfa", "si"]), level=st.sampled_from(["L1", "L2", "L3", "L4"]),
        side=st.sampled_from(SIDES))
