@@ -106,6 +106,8 @@ def _clamp(value: float, window: tuple[float, float]) -> float:
 
 
 def tfesi(scene: Scene, level: str, side: str, approach: str | None, opts: PlanOptions) -> Setup:
+    """Transforaminal epidural at the foramen below ``level`` (CLINICAL.md section 2): supraneural or infraneural
+    target, the SAP-under-6-o'clock first choice of oblique, discs forbidden on the path."""
     spine = scene.spine
     if level == "S1":
         return tfesi_s1(scene, side, approach, opts)
@@ -158,10 +160,11 @@ def tfesi(scene: Scene, level: str, side: str, approach: str | None, opts: PlanO
     rules = PathRules(0.5 * scene.spacing_mm, True, opts.anterior_margin_mm)
     tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost((oblique, b0)))
     return Setup(approach, target, region, level, normal, (oblique, b0), window, tilt_range, cost, rules, below,
-                  notes=notes, frame=_axes(marks))
+                 notes=notes, frame=_axes(marks))
 
 
 def tfesi_s1(scene: Scene, side: str, approach: str | None, opts: PlanOptions) -> Setup:
+    """S1 transforaminal epidural through the posterior S1 foramen, first choice along its channel."""
     if approach not in (None, "supraneural", "s1"):
         raise NeedleplanError(f"the S1 transforaminal injection has one approach (the posterior S1 foramen), not "
                               f"{approach!r}")
@@ -175,7 +178,7 @@ def tfesi_s1(scene: Scene, side: str, approach: str | None, opts: PlanOptions) -
     notes: list[str] = []
     normal = _endplate_normal(marks, "S1", opts, notes)
     target = targets.s1_foramen(opening, channel, opts.s1_foramen_depth_mm)
-    region = TargetRegion(target, target, 3.0, "superolateral part of the posterior S1 foramen")
+    region = TargetRegion(target, target, 3.0, "just inside the posterior S1 foramen, below the S1 pedicle")
     window = _window(side, opts.s1_oblique_deg)
     channel_oblique, channel_tilt = angles_from_direction(np.asarray(channel) - np.asarray(opening))
     oblique = _clamp(channel_oblique, window)
@@ -184,10 +187,12 @@ def tfesi_s1(scene: Scene, side: str, approach: str | None, opts: PlanOptions) -
     rules = PathRules(max(opts.s1_foramen_depth_mm + 1.0, 0.5 * scene.spacing_mm), True, opts.anterior_margin_mm)
     tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost(preferred))
     return Setup("S1 foramen", target, region, "S1", normal, preferred, window, tilt_range, cost, rules, None,
-                  notes=notes, frame=_axes(marks))
+                 notes=notes, frame=_axes(marks))
 
 
 def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: PlanOptions) -> Setup:
+    """MBB or RFA of the ``level`` medial branch (the L5 dorsal ramus for "L5"), on the vertebra below it
+    (CLINICAL.md sections 3 and 5); RFA minimises the electrode-to-nerve angle within its window."""
     below = vertebra_below(scene.spine, level)
     assert below is not None
     vertebra = scene.spine[below]
@@ -211,7 +216,7 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
         rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
         tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost((oblique, b0)))
         return Setup(approach, target, region, below, normal, (oblique, b0), window, tilt_range, cost, rules, below,
-                      nerve=branch, notes=notes)
+                     nerve=branch, notes=notes)
     upper, lower_end = targets.nerve_neck_segment(branch)
     tangent = upper - lower_end
     lesion_length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
@@ -227,10 +232,12 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
     preferred = _best_on_grid(cost, window, tilt_range, opts.grid_step_deg)
     rules = PathRules(opts.rfa_active_tip_mm + 2.0, False, opts.anterior_margin_mm)
     return Setup(approach, target, region, below, normal, preferred, window, tilt_range, cost, rules, below,
-                  nerve=branch, notes=notes)
+                 nerve=branch, notes=notes)
 
 
 def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:
+    """Intra-articular SI joint injection (CLINICAL.md section 4): the pose that shows the widest gap between the
+    posterior and anterior joint lines in the joint's inferior third."""
     pelvis = scene.spine.pelvis
     posterior = pelvis.get(f"si_joint_posterior_line_{side}")
     anterior = pelvis.get(f"si_joint_anterior_line_{side}")
@@ -252,7 +259,7 @@ def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:
     preferred = _best_on_grid(cost, window, tilt_range, opts.grid_step_deg)
     rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
     return Setup("intra-articular", target, region, "S1", normal, preferred, window, tilt_range, cost, rules,
-                  notes=notes)
+                 notes=notes)
 
 
 def _best_on_grid(cost, oblique_range: tuple[float, float], tilt_range: tuple[float, float], step: float
