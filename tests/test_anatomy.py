@@ -177,3 +177,24 @@ def test_an_empty_spine_says_none_were_found(spine):
     empty = Spine(labels=spine.labels, vertebrae={})
     with pytest.raises(NeedleplanError, match=r"found: none"):
         empty["L1"]
+
+
+def test_a_saved_spine_reads_back_the_same(tmp_path):
+    from needleplan.anatomy import load_spine, save_spine
+    case = npl.phantom(0, spacing_mm=3.0)
+    spine = case.spine()
+    save_spine(spine, tmp_path / "spine", source="digest-1")
+    back, source = load_spine(tmp_path / "spine")
+    assert source == "digest-1" and back.levels == spine.levels
+    assert np.array_equal(back.labels.voxels, spine.labels.voxels)
+    assert np.allclose(back.labels.index_to_world, spine.labels.index_to_world)
+    assert np.array_equal(back.structures.voxels, spine.structures.voxels)
+    for name in spine.levels:
+        for key in ("body_centroid", "sap_tp_junction_left"):
+            assert np.allclose(back[name][key], spine[name][key], atol=1e-3)
+        assert np.allclose(back[name]["medial_branch_left"], spine[name]["medial_branch_left"], atol=1e-3)
+    assert np.allclose(back.pelvis["si_joint_posterior_line_right"], spine.pelvis["si_joint_posterior_line_right"],
+                       atol=1e-3)
+    assert not any(p.name.startswith(".part-") for p in (tmp_path / "spine").iterdir())
+    with pytest.raises(NeedleplanError, match="no saved spine"):
+        load_spine(tmp_path / "nowhere")

@@ -14,7 +14,9 @@ def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):
     written = {p: p.stat().st_mtime_ns for p in (tmp_path / "out" / "phantom").rglob("*") if p.is_file()}
     assert len(written) > 100  # one DICOM file per slice plus label maps and ground truth
     second = run(tmp_path / "out")
-    assert "reusing the phantom written earlier" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "reusing the phantom written earlier" in printed
+    assert "segmentation of an earlier run read back" in printed  # the rerun does not segment again
     assert second == first
     assert {p: p.stat().st_mtime_ns for p in written} == written, "a rerun must not rewrite the phantom"
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["seed"] == 0

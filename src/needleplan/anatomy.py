@@ -278,3 +278,53 @@ def read_landmarks(path: str | Path) -> tuple[dict[str, Vertebra], dict[str, Any
     except (OSError, ValueError) as error:
         raise NeedleplanError(f"cannot read landmarks {path}: {error}") from error
     return landmarks_from_dict(data)
+
+
+#: Files of a saved Spine (:func:`save_spine`); the JSON is written last, so a folder holding it is complete.
+SPINE_FILES = {"labels": "labels.nii.gz", "structures": "structures.nii.gz", "spine": "spine.json"}
+
+
+def save_spine(spine: Spine, folder: str | Path, source: str = "") -> Path:
+    """Write a Spine to a folder: its label map, structure map and landmarks (``spine.json``), each atomically.
+
+    ``source`` is stored with it (e.g. a digest of the scan it was made from) so that a later run can tell whether
+    the saved spine belongs to its input. Returns the folder.
+    """
+    from .io import save_volume
+
+    folder = Path(folder)
+    save_volume(spine.labels, folder / SPINE_FILES["labels"])
+    if spine.structures is not None:
+        save_volume(spine.structures, folder / SPINE_FILES["structures"])
+    document = {**spine.to_dict(), "source": source}
+    from .io.atomic import atomic_file
+
+    with atomic_file(folder / SPINE_FILES["spine"]) as tmp:
+        tmp.write_text(json.dumps(document) + "\n", encoding="utf-8")
+    return folder
+
+
+def load_spine(folder: str | Path) -> tuple[Spine, str]:
+    """Read a Spine written by :func:`save_spine`, and the ``source`` it was saved with."""
+    from .io import load
+
+    folder = Path(folder)
+    try:
+        document = json.loads((folder / SPINE_FILES["spine"]).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise NeedleplanError(f"no saved spine in {folder}: {error}") from error
+    vertebrae, pelvis, numbering = landmarks_from_dict(document)
+    structures_path = folder / SPINE_FILES["structures"]
+    spine = Spine(
+        labels=load(folder / SPINE_FILES["labels"], modality="LABEL"),
+        vertebrae=vertebrae,
+        pelvis=pelvis,
+        structures=load(structures_path, modality="LABEL") if structures_path.exists() else None,
+        curve_mm=np.asarray(document.get("curve_mm", []), dtype=np.float64).reshape(-1, 3),
+        numbering=numbering,
+        modality=str(document.get("modality", "CT")),
+        engine=str(document.get("engine", "classical")),
+        unavailable=dict(document.get("unavailable", {})),
+    )
+    return spine, str(document.get("source", ""))
+

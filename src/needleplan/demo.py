@@ -9,6 +9,7 @@ Run as ``python -m needleplan.demo [OUT]`` (``scripts/demo.sh`` does). Everythin
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import time
@@ -18,6 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import load
+from .anatomy import load_spine, save_spine
 from .errors import NeedleplanError
 from .fluoro import CArm, render, write_geometry_json, write_image
 from .fluoro.writers import sidecar_path
@@ -162,10 +164,22 @@ def _fluoro_shots(ct: Volume, case: PhantomCase, out: Path) -> dict[str, dict]:
 
 
 def _plans(ct: Volume, out: Path) -> dict:
-    """Segment the reloaded CT like any scan, plan ``PLANS`` on it and write the report and images to ``out``."""
+    """Segment the reloaded CT like any scan, plan ``PLANS`` on it and write the report and images to ``out``.
+
+    The segmentation is saved in ``out/spine``; a rerun on the same CT reads it back instead of segmenting again.
+    """
+    digest = hashlib.sha256(np.ascontiguousarray(ct.voxels).tobytes() + ct.index_to_world.tobytes()).hexdigest()
     start = time.perf_counter()
-    spine = segment(ct)
-    print(f"  segmented in {time.perf_counter() - start:.1f} s: {', '.join(spine.levels)}")
+    try:
+        spine, source = load_spine(out / "spine")
+    except NeedleplanError:
+        source = ""
+    if source == digest:
+        print(f"  segmentation of an earlier run read back from {out / 'spine'}: {', '.join(spine.levels)}")
+    else:
+        spine = segment(ct)
+        save_spine(spine, out / "spine", source=digest)
+        print(f"  segmented in {time.perf_counter() - start:.1f} s: {', '.join(spine.levels)}")
     start = time.perf_counter()
     plans = [plan(spine, procedure, level, side) for procedure, level, side in PLANS]
     written = write_plan_outputs(ct, spine, plans, out, single=False, source="the demo phantom (reloaded DICOM)")
