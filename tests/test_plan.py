@@ -67,7 +67,7 @@ def _sphere(radius_mm: float, n: int = 200) -> np.ndarray:
 def exact_violations(case, plan) -> list[str]:
     """Rules of CLINICAL.md section 6 checked on the exact solids along the planned needle."""
     opts = plan.options
-    entry, tip = plan.entry_mm, plan.target_mm
+    entry, tip = plan.entry_mm, plan.needle.tip_mm  # the target, except for RFA (the lesion's centre)
     length = np.linalg.norm(tip - entry)
     points = entry + np.linspace(0, 1, int(length / 0.2) + 2)[:, None] * (tip - entry)
     props = case.properties_at(points)
@@ -238,7 +238,11 @@ def test_rfa_electrode_is_as_parallel_to_the_nerve_as_the_window_allows(phantom_
         assert lesion.electrode_to_nerve_deg == pytest.approx(angle, abs=0.01)
         assert 25.0 - 1e-6 <= plan.tilt_from_endplate_deg <= 50.0 + 1e-6
         assert 10.0 <= abs(plan.oblique_deg) <= 50.0
-        assert not lesion.contains(plan.target_mm + 0.5 * plan.direction)  # nothing beyond the tip
+        # the lesion is centred on the target (the nerve's middle) and ends at the needle's tip, nothing beyond
+        assert np.allclose(lesion.center_mm, plan.target_mm, atol=1e-9)
+        assert np.allclose(plan.needle.tip_mm, plan.target_mm + 0.5 * lesion.length_mm * plan.direction)
+        assert lesion.contains(plan.needle.tip_mm - 0.5 * plan.direction)
+        assert not lesion.contains(plan.needle.tip_mm + 0.5 * plan.direction)
         if angle <= plan.options.rfa_max_angle_deg:
             assert lesion.nerve_captured_mm >= plan.options.rfa_capture_min_mm, plan.name
         # no feasible direction of the window is more than a degree closer to the nerve
@@ -252,7 +256,7 @@ def test_rfa_electrode_is_as_parallel_to_the_nerve_as_the_window_allows(phantom_
         closer = (np.degrees(np.arccos(np.abs(u @ tangent))) < angle - 1.0) & (relative >= 25.0) & (relative <= 50.0)
         if closer.any():
             rules = __import__("needleplan.plan.search", fromlist=["PathRules"]).PathRules(
-                plan.options.rfa_active_tip_mm + 2.0, False, plan.options.anterior_margin_mm)
+                plan.options.rfa_active_tip_mm + 2.0 - 0.5 * lesion.length_mm, False, plan.options.anterior_margin_mm)
             assert not check_paths(scene, plan.target_mm, u[closer], rules).feasible.any(), plan.name
 
 

@@ -121,8 +121,8 @@ def _on_bone_target_errors(case, spine, levels: tuple[str, ...]) -> dict[str, li
             superior = spine[level]["axes"]["superior"]
             errors["mbb"].append(float(np.linalg.norm(targets.mbb(seg, superior, 1.5)
                                                       - targets.mbb(np.asarray(truth), superior, 1.5))))
-            errors["rfa"].append(float(np.linalg.norm(targets.rfa_tip(seg, 12.0) - targets.rfa_tip(np.asarray(truth),
-                                                                                                  12.0))))
+            errors["rfa"].append(float(np.linalg.norm(targets.rfa_lesion_centre(seg)
+                                                      - targets.rfa_lesion_centre(np.asarray(truth)))))
     return errors
 
 

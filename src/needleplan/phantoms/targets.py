@@ -63,7 +63,7 @@ def analytic_target(case: "PhantomCase", procedure: str, level: str, side: str, 
             drop = targets.mbb_drop_mm(level, opts.mbb_below_tp_margin_mm)
             on_bone = targets.mbb(branch, marks[below]["axes"]["superior"], drop)
             return on_bone + opts.tip_off_bone_mm * exact_outward_normal(case, on_bone)
-        on_bone = targets.rfa_tip(branch, opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm)
+        on_bone = targets.rfa_lesion_centre(branch)
         return on_bone + 0.5 * GAUGE_OUTER_DIAMETER_MM[opts.rfa_gauge] * exact_outward_normal(case, on_bone)
     if procedure == "si":
         return targets.si_joint(marks["pelvis"][f"si_joint_posterior_line_{side}"], opts.si_above_lower_end_mm)

@@ -34,13 +34,15 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
         return Plan(feasible=False, reason=result.reason, **common)
     oblique, tilt = result.oblique_deg, result.tilt_deg
     direction = direction_from_angles(oblique, tilt)
-    depth = float(result.depth_mm)
-    entry = target - depth * direction
+    entry = target - float(result.depth_mm) * direction
+    tip = target + setup.tip_beyond_mm * direction
+    depth = float(np.linalg.norm(tip - entry))
     choice = _needle_choice(procedure, depth, opts)
-    needle = Needle.from_direction(target, direction, choice.length_mm, gauge=choice.gauge,
+    needle = Needle.from_direction(tip, direction, choice.length_mm, gauge=choice.gauge,
                                    name=f"{procedure}-{level}-{side}")
-    safety = assess(scene, procedure, setup.approach, level, side, entry, target, opts, setup.rules.bone_contact_mm)
-    lesion = _lesion(setup, target, direction, opts) if procedure == "rfa" else None
+    safety = assess(scene, procedure, setup.approach, level, side, entry, tip, opts,
+                    setup.rules.bone_contact_mm + setup.tip_beyond_mm)
+    lesion = _lesion(setup, tip, direction, opts) if procedure == "rfa" else None
     endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
     views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
                           setup.endplate_of, np.asarray(endplate, dtype=np.float64))
@@ -75,8 +77,9 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
 
         def verify(oblique: float, tilt: float, depth: float, target: np.ndarray = target) -> str:
             direction = direction_from_angles(oblique, tilt)
-            safety = assess(scene, procedure, setup.approach, level, side, target - depth * direction, target, opts,
-                            setup.rules.bone_contact_mm)
+            tip = target + setup.tip_beyond_mm * direction
+            safety = assess(scene, procedure, setup.approach, level, side, target - depth * direction, tip, opts,
+                            setup.rules.bone_contact_mm + setup.tip_beyond_mm)
             return "; ".join(safety.violations)
 
         last = search_direction(scene, target, setup.preferred, setup.oblique_range, setup.tilt_range, setup.cost,
@@ -137,9 +140,9 @@ def _needle_choice(procedure: str, depth_mm: float, opts: PlanOptions) -> Needle
     return NeedleChoice(kind, gauge, float(length), float(needed), standard, note)
 
 
-def _lesion(setup: Setup, target: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
+def _lesion(setup: Setup, tip: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
     length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
-    centre = target - 0.5 * length * direction
+    centre = tip - 0.5 * length * direction
     radius = LESION_RADIUS_MM[opts.rfa_gauge]
     nerve = np.asarray(setup.nerve, dtype=np.float64)
     samples = np.concatenate([a + np.linspace(0, 1, 200, endpoint=False)[:, None] * (b - a)

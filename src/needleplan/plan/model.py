@@ -161,9 +161,10 @@ class Plan:
     feasible : bool
         False when no safe straight path exists; ``reason`` says why and the geometry fields may be None.
     target_mm, entry_mm, direction : ndarray (3,)
-        Tip position, skin entry point, unit vector from entry to target (LPS).
+        Tip position (RFA: the lesion's centre on the nerve; the tip is ``needle.tip_mm``, half a lesion length
+        beyond), skin entry point, unit vector from entry to target (LPS).
     depth_mm : float
-        Distance from the skin entry to the target.
+        Distance from the skin entry to the needle's tip.
     oblique_deg, tilt_deg : float
         The coaxial (trajectory) view in table angles; ``squared_tilt_deg`` is the tilt that squares the
         reference endplate at that oblique.

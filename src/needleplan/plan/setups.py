@@ -48,6 +48,8 @@ class Setup:
     notes: list[str] = field(default_factory=list)
     frame: np.ndarray | None = None
     """(3, 3) rows: directions along which the target may move inside its region (None: it may not)."""
+    tip_beyond_mm: float = 0.0
+    """RFA: the needle's tip lies this far beyond the target (the lesion's centre) along the needle."""
 
 
 def _angular_cost(preferred: tuple[float, float]):
@@ -219,8 +221,8 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
                      nerve=branch, notes=notes)
     upper, lower_end = targets.nerve_neck_segment(branch)
     tangent = upper - lower_end
-    lesion_length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
-    target = _off_bone(scene, targets.rfa_tip(branch, lesion_length), 0.5 * GAUGE_OUTER_DIAMETER_MM[opts.rfa_gauge])
+    beyond = 0.5 * (opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm)
+    target = _off_bone(scene, targets.rfa_lesion_centre(branch), 0.5 * GAUGE_OUTER_DIAMETER_MM[opts.rfa_gauge])
     region = TargetRegion(lower_end, upper, LESION_RADIUS_MM[opts.rfa_gauge],
                           f"the {level} {approach} along the lateral neck of the {below} SAP")
     window = _window(side, opts.rfa_oblique_deg)
@@ -230,9 +232,9 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
         return np.degrees(np.arccos(np.clip(direction_from_angles(a, b) @ unit_tangent, -1.0, 1.0)))
     tilt_range, cost = _relative_tilt(normal, window, opts.rfa_caudal_from_endplate_deg, to_nerve)
     preferred = _best_on_grid(cost, window, tilt_range, opts.grid_step_deg)
-    rules = PathRules(opts.rfa_active_tip_mm + 2.0, False, opts.anterior_margin_mm)
+    rules = PathRules(max(opts.rfa_active_tip_mm + 2.0 - beyond, 0.0), False, opts.anterior_margin_mm)
     return Setup(approach, target, region, below, normal, preferred, window, tilt_range, cost, rules, below,
-                 nerve=branch, notes=notes)
+                 nerve=branch, notes=notes, tip_beyond_mm=beyond)
 
 
 def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:

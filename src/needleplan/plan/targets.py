@@ -125,13 +125,13 @@ def nerve_neck_segment(branch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return upper, points[-1]
 
 
-def rfa_tip(branch: np.ndarray, lesion_length_mm: float) -> np.ndarray:
-    """RF electrode tip: half a lesion length up the nerve from the middle of its course down the SAP neck, so an
-    electrode laid along the nerve from below centres its lesion on the neck (Lau & Bogduk: the middle two
-    quarters of the SAP)."""
+def rfa_lesion_centre(branch: np.ndarray) -> np.ndarray:
+    """RF target: the middle of the nerve's course down the SAP neck, where the lesion is centred (Lau & Bogduk:
+    the active tip opposite the middle two quarters of the SAP). The electrode's tip lies half a lesion length
+    beyond it along the electrode, so that an electrode not quite parallel to the nerve still crosses it at the
+    lesion's widest part."""
     upper, lower = nerve_neck_segment(branch)
-    middle = 0.5 * (upper + lower)
-    return middle + 0.5 * lesion_length_mm * _unit(upper - lower)
+    return 0.5 * (upper + lower)
 
 
 def si_joint(posterior_line: np.ndarray, above_lower_end_mm: float) -> np.ndarray:
