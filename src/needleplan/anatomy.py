@@ -68,6 +68,8 @@ LEVEL_ORDER: tuple[str, ...] = (
     *(f"C{n}" for n in range(1, 8)), *(f"T{n}" for n in range(1, 13)), "T13", *(f"L{n}" for n in range(1, 7)), "S1",
 )
 SIDES: tuple[str, str] = ("left", "right")
+#: +1 for the patient's left (+x in LPS), -1 for the right: lateral = SIDE_SIGN[side] * left axis.
+SIDE_SIGN: dict[str, float] = {"left": 1.0, "right": -1.0}
 
 
 def _lookup(mapping: dict[int, int], labels: np.ndarray) -> np.ndarray:
@@ -217,11 +219,11 @@ class Spine:
                           "notes": list(self.numbering.notes)},
             "vertebrae": [
                 {"name": v.name, "label": v.label, "confidence": v.confidence, "notes": list(v.notes),
-                 "landmarks": _jsonable(v.landmarks)}
+                 "landmarks": jsonable(v.landmarks)}
                 for v in self
             ],
-            "pelvis": _jsonable(self.pelvis),
-            "curve_mm": _jsonable(self.curve_mm),
+            "pelvis": jsonable(self.pelvis),
+            "curve_mm": jsonable(self.curve_mm),
             "unavailable": dict(self.unavailable),
         }
 
@@ -230,22 +232,28 @@ class Spine:
 STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "canal": 30, "disc": 40}
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any, finite: bool = False) -> Any:
+    """Nested dicts, lists and numpy values as JSON-ready Python, floats rounded to 3 decimals (micrometres).
+
+    ``finite=True`` writes non-finite floats as None (JSON null) instead of NaN/Infinity.
+    """
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v, finite) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v, finite) for v in value]
     if isinstance(value, np.ndarray):
-        return np.round(value.astype(np.float64), 3).tolist()
+        return jsonable(value.tolist(), finite) if finite else np.round(value.astype(np.float64), 3).tolist()
     if isinstance(value, (np.floating, float)):
-        return round(float(value), 3)
+        return None if finite and not np.isfinite(value) else round(float(value), 3)
+    if isinstance(value, np.bool_):
+        return bool(value)
     if isinstance(value, np.integer):
         return int(value)
     return value
 
 
 def landmark_arrays(value: Any) -> Any:
-    """Inverse of :func:`_jsonable` for landmarks: numeric lists become arrays."""
+    """Inverse of :func:`jsonable` for landmarks: numeric lists become arrays."""
     if isinstance(value, dict):
         return {k: landmark_arrays(v) for k, v in value.items()}
     if isinstance(value, list) and value and all(isinstance(v, (int, float)) for v in np.ravel(value)):

@@ -7,25 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy import jsonable
 from ..fluoro import CArm
 from ..needle import Needle
 from .options import PlanOptions
 
 
 def _round(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _round(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_round(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return np.round(value.astype(np.float64), 3).tolist()
-    if isinstance(value, (np.floating, float)):
-        return None if not np.isfinite(value) else round(float(value), 3)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
+    return jsonable(value, finite=True)
 
 
 @dataclass

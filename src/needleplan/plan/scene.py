@@ -71,10 +71,14 @@ class Scene:
         self._affine = labels.index_to_world
 
     # ---- look-ups ---------------------------------------------------------------------------------------------
+    def _kji(self, points_mm: np.ndarray) -> np.ndarray:
+        """Continuous (k, j, i) array coordinates of points (..., 3)."""
+        ijk = np.asarray(points_mm, dtype=np.float64) @ self.world_to_index[:3, :3].T + self.world_to_index[:3, 3]
+        return ijk[..., ::-1]
+
     def _index(self, points_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest voxel (k, j, i) of points (..., 3) and whether it is inside the grid."""
-        ijk = points_mm @ self.world_to_index[:3, :3].T + self.world_to_index[:3, 3]
-        index = np.floor(ijk + 0.5).astype(np.int64)[..., ::-1]  # as the compiled walk rounds
+        index = np.floor(self._kji(points_mm) + 0.5).astype(np.int64)  # as the compiled walk rounds
         inside = np.all((index >= 0) & (index < np.array(self.shape)), axis=-1)
         return np.where(inside[..., None], index, 0), inside
 
@@ -121,28 +125,25 @@ class Scene:
             return "bone outside the spine (rib or pelvis)"
         return VERSE_NAMES.get(int(value), f"bone {value}")
 
-    def label_mask_crop(self, label: int, centre_mm: np.ndarray, radius_mm: float) -> tuple[np.ndarray, np.ndarray]:
-        """Float mask of one label in a box around a point, and the affine of that box (for interpolation)."""
-        index, _ = self._index(np.asarray(centre_mm, dtype=np.float64))
+    def _bone_crop(self, centre_mm: np.ndarray, radius_mm: float, label: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Float mask of one bone label (any bone when None) in a box around a point, and the box's lowest
+        (k, j, i) index (for interpolation)."""
+        index, _ = self._index(centre_mm)
         reach = np.ceil(radius_mm / np.abs(self._affine[:3, :3]).sum(axis=0)[::-1]).astype(int) + 1
         lower = np.maximum(index - reach, 0)
         upper = np.minimum(index + reach + 1, np.array(self.shape))
-        crop = (self.bone[lower[0]:upper[0], lower[1]:upper[1], lower[2]:upper[2]] == label).astype(np.float32)
-        return crop, lower
+        block = self.bone[lower[0]:upper[0], lower[1]:upper[1], lower[2]:upper[2]]
+        return ((block > 0) if label is None else (block == label)).astype(np.float32), lower
 
     def outward_normal(self, point_mm: np.ndarray, radius_mm: float = 6.0) -> np.ndarray | None:
         """Unit vector out of the nearest bone surface at a point (minus the gradient of the smoothed bone mask);
         None when no bone is within reach."""
-        index, _ = self._index(np.asarray(point_mm, dtype=np.float64))
-        spacing = np.abs(self._affine[:3, :3]).sum(axis=0)[::-1]
-        reach = np.ceil(radius_mm / spacing).astype(int) + 1
-        lower = np.maximum(index - reach, 0)
-        upper = np.minimum(index + reach + 1, np.array(self.shape))
-        crop = (self.bone[lower[0]:upper[0], lower[1]:upper[1], lower[2]:upper[2]] > 0).astype(np.float32)
+        crop, lower = self._bone_crop(point_mm, radius_mm)
         if not crop.any():
             return None
-        smooth = ndimage.gaussian_filter(crop, 1.0 / spacing)
-        kji = (np.asarray(point_mm) @ self.world_to_index[:3, :3].T + self.world_to_index[:3, 3])[::-1] - lower
+        smooth = ndimage.gaussian_filter(crop, 1.0 / np.abs(self._affine[:3, :3]).sum(axis=0)[::-1])
+        kji = self._kji(point_mm) - lower
         gradient_kji = np.array([ndimage.map_coordinates(g, kji[:, None], order=1)[0] for g in np.gradient(smooth)])
         gradient = np.linalg.inv(self._affine[:3, :3]).T @ gradient_kji[::-1]
         norm = float(np.linalg.norm(gradient))
@@ -152,11 +153,9 @@ class Scene:
         """Distance from ``start_mm`` along ``direction`` to where ``label``'s bone ends (half-way crossing of the
         trilinearly interpolated mask); None if the start is not in that bone or it does not end within max_mm."""
         unit = np.asarray(direction, dtype=np.float64) / np.linalg.norm(direction)
-        crop, lower = self.label_mask_crop(label, start_mm, max_mm + 2.0)
+        crop, lower = self._bone_crop(start_mm, max_mm + 2.0, label)
         steps = np.arange(0.0, max_mm, 0.1)
-        points = np.asarray(start_mm, dtype=np.float64) + steps[:, None] * unit
-        ijk = points @ self.world_to_index[:3, :3].T + self.world_to_index[:3, 3]
-        kji = ijk[:, ::-1] - lower
+        kji = self._kji(np.asarray(start_mm, dtype=np.float64) + steps[:, None] * unit) - lower
         values = ndimage.map_coordinates(crop, kji.T, order=1, mode="constant", cval=0.0)
         if values[0] < 0.5:
             return None

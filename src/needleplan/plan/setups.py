@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy import Spine, level_below
+from ..anatomy import SIDE_SIGN, Spine, level_below
 from ..errors import NeedleplanError
 from ..needle import GAUGE_OUTER_DIAMETER_MM
 from . import targets
@@ -17,9 +17,6 @@ from .model import TargetRegion
 from .options import LESION_RADIUS_MM, PlanOptions
 from .scene import Scene
 from .search import PathRules
-
-_SIGN = {"left": 1.0, "right": -1.0}
-
 
 def vertebra_below(spine: Spine, name: str) -> str | None:
     """The next vertebra caudally that the scan holds ("L5" -> "S1" when there is no L6), or None."""
@@ -150,12 +147,13 @@ def tfesi(scene: Scene, level: str, side: str, approach: str | None, opts: PlanO
         rule = float(np.degrees(np.arctan2(delta[0], delta[1])))
         oblique = _clamp(rule, typical)
         if oblique != rule:
+            sign = SIDE_SIGN[side]
             notes.append(f"the {below} SAP tip comes under the pedicle's 6 o'clock at {abs(rule):.0f} degrees "
-                         f"{'ipsilateral' if rule * _SIGN[side] > 0 else 'contralateral'} oblique; the first choice "
-                         f"is kept within the typical {typical[0] * _SIGN[side]:.0f}-{typical[1] * _SIGN[side]:.0f} "
-                         "degrees (landmark noise moves this angle quickly)")
+                         f"{'ipsilateral' if rule * sign > 0 else 'contralateral'} oblique; the first choice is kept "
+                         f"within the typical {typical[0] * sign:.0f}-{typical[1] * sign:.0f} degrees (landmark "
+                         "noise moves this angle quickly)")
     else:
-        oblique = _clamp(_SIGN[side] * 25.0, window)
+        oblique = _clamp(SIDE_SIGN[side] * 25.0, window)
         notes.append(f"the {below} SAP tip was not found; the trajectory view starts from 25 degrees oblique")
     normal = _endplate_normal(marks, level, opts, notes)
     b0 = squared_tilt_deg(normal, oblique)
@@ -213,7 +211,7 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
         region = TargetRegion(target, target, 3.0, f"lateral SAP surface of {below} at the upper border of its "
                                                    f"{'ala' if below == 'S1' else 'transverse process'}")
         window = _window(side, opts.mbb_oblique_deg)
-        oblique = _clamp(0.0 if level == "L5" else _SIGN[side] * opts.mbb_preferred_oblique_deg, window)
+        oblique = _clamp(0.0 if level == "L5" else SIDE_SIGN[side] * opts.mbb_preferred_oblique_deg, window)
         b0 = squared_tilt_deg(normal, oblique)
         rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
         tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost((oblique, b0)))

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy import SIDE_SIGN
 from ..errors import NeedleplanError
-
-_SIGN = {"left": 1.0, "right": -1.0}
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -41,7 +40,7 @@ def default_tfesi_approach(level: str) -> str:
 def pedicle_across(marks: dict[str, Any], side: str) -> np.ndarray:
     """Unit vector across the pedicle toward its lateral margin: lateral, perpendicular to the pedicle axis and
     to the vertebra's superior axis."""
-    lateral = _SIGN[side] * np.asarray(marks["axes"]["left"], dtype=np.float64)
+    lateral = SIDE_SIGN[side] * np.asarray(marks["axes"]["left"], dtype=np.float64)
     superior = _unit(marks["axes"]["superior"])
     axis = np.asarray(marks[f"pedicle_{side}"]["axis"], dtype=np.float64)
     axis = _unit(axis - (axis @ superior) * superior)

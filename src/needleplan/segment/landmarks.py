@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..anatomy import SIDE_SIGN
+
 #: Radius of the modelled exiting nerve root tube, mm (CLINICAL.md section 1 [eng]).
 ROOT_RADIUS_MM = 3.0
 #: Half the height of a lumbar pedicle where the nerve models need it, mm (Zindrick 1987: heights 14-15.4 mm).
@@ -19,8 +21,6 @@ PEDICLE_HALF_HEIGHT_MM = 7.5
 #: Angle of a lumbar facet (SAP lateral face) from the sagittal plane in the axial plane, degrees: about 25 at L1-L2
 #: to 50 at L5-S1, range about 15-65 (Masharawi 2004) with a margin.
 FACET_ANGLE_RANGE_DEG = (10.0, 70.0)
-#: Sign of the frame's lateral coordinate that points outward on each side.
-SIDE_SIGN = {"left": 1.0, "right": -1.0}
 
 
 def to_frame(points: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
