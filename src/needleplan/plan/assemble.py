@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from ..anatomy import Spine
+from ..anatomy import SIDE_SIGN, Spine
 from ..needle import Needle
 from . import targets
 from .angles import angle_between_deg, describe_angles, direction_from_angles, squared_tilt_deg
-from .model import Lesion, NeedleChoice, Plan
+from .model import Lesion, NeedleChoice, Plan, Safety
 from .options import LESION_RADIUS_MM, PlanOptions
 from .safety import assess, tip_problem
 from .scene import Scene
@@ -19,12 +19,9 @@ from .search import SearchResult, search_direction
 from .setups import Setup
 from .views import view_sequence
 
-_SIGN = {"left": 1.0, "right": -1.0}
-
-
 def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions) -> Plan:
     """Search the path of a set-up procedure and assemble its Plan (feasible or with the reason it is not)."""
-    target, result, notes = _find_path(scene, procedure, level, side, setup, opts)
+    target, result, safety, notes = _find_path(scene, procedure, level, side, setup, opts)
     b0 = squared_tilt_deg(setup.normal, setup.preferred[0] if result.oblique_deg is None else result.oblique_deg)
     common = dict(procedure=procedure, level=level, side=side, approach=setup.approach, target_mm=target,
                   target_region=setup.region, reference_endplate=f"{setup.endplate_of} superior endplate",
@@ -40,8 +37,6 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     choice = _needle_choice(procedure, depth, opts)
     needle = Needle.from_direction(tip, direction, choice.length_mm, gauge=choice.gauge,
                                    name=f"{procedure}-{level}-{side}")
-    safety = assess(scene, procedure, setup.approach, level, side, entry, tip, opts,
-                    setup.rules.bone_contact_mm + setup.tip_beyond_mm)
     lesion = _lesion(setup, tip, direction, opts) if procedure == "rfa" else None
     endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
     views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
@@ -65,9 +60,11 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
 
 
 def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions
-               ) -> tuple[np.ndarray, SearchResult, list[str]]:
-    """The target (the nominal one or, failing that, another point of its region) and the searched pose."""
+               ) -> tuple[np.ndarray, SearchResult, Safety | None, list[str]]:
+    """The target (the nominal one or, failing that, another point of its region), the searched pose and the
+    safety report that accepted it (None when no pose was found)."""
     tried: list[str] = []
+    reports: dict[tuple[float, float], Safety] = {}
     last: SearchResult | None = None
     for target in _target_candidates(scene, setup, opts):
         problem = tip_problem(scene, procedure, setup.approach, target, opts)
@@ -80,6 +77,7 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
             tip = target + setup.tip_beyond_mm * direction
             safety = assess(scene, procedure, setup.approach, level, side, target - depth * direction, tip, opts,
                             setup.rules.bone_contact_mm + setup.tip_beyond_mm)
+            reports[(oblique, tilt)] = safety
             return "; ".join(safety.violations)
 
         last = search_direction(scene, target, setup.preferred, setup.oblique_range, setup.tilt_range, setup.cost,
@@ -88,13 +86,13 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
             shift = float(np.linalg.norm(target - setup.target))
             notes = [] if shift == 0 else [f"the nominal target has no safe straight path ({tried[0]}); the tip is "
                                            f"moved {shift:.1f} mm inside the target region"]
-            return target, last, notes
+            return target, last, reports[(last.oblique_deg, last.tilt_deg)], notes
         tried.append(last.reason)
     reason = tried[0] if len(tried) == 1 else (f"{tried[0]} (and no point of the target region within "
                                                f"{opts.target_shift_max_mm:g} mm does better)")
     failed = SearchResult(None, None, None, 0 if last is None else last.checked, setup.preferred, tried[0],
                           {} if last is None else last.window, reason)
-    return setup.target, failed, []
+    return setup.target, failed, None, []
 
 
 def _target_candidates(scene: Scene, setup: Setup, opts: PlanOptions) -> list[np.ndarray]:
@@ -189,7 +187,7 @@ def _entry_offsets(spine: Spine, level: str, side: str, entry: np.ndarray) -> tu
     psis = spine.pelvis.get(f"psis_{side}")
     if psis is not None and level == "S1":
         rel = entry - np.asarray(psis, dtype=np.float64)
-        lateral = _SIGN[side] * (midline[1] if midline is not None else np.array([1.0, 0.0, 0.0]))
+        lateral = SIDE_SIGN[side] * (midline[1] if midline is not None else np.array([1.0, 0.0, 0.0]))
         medial = float(-(rel @ lateral))
         up = float(rel[2])
         offsets[f"from_psis_{side}_medial_mm"] = medial

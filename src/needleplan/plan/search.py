@@ -79,18 +79,18 @@ def check_paths(scene: Scene, target_mm: np.ndarray, directions: np.ndarray, rul
         ts = np.arange(0.0, depth[b], 0.5 * scene.spacing_mm)
         if scene.near_mm("bowel_gas", target - ts[:, None] * u[b], rules.anterior_margin_mm).any():
             feasible[b] = False
-    reasons = [_reason(int(e), ok, float(t), scene.bone_name(int(v)), rules)
+    reasons = [_reason(int(e), ok, float(t), int(v), scene, rules)
                for e, ok, t, v in zip(event, feasible, at_mm, label, strict=True)]
     return PathCheck(feasible, depth, reasons)
 
 
-def _reason(event: int, feasible: bool, distance_mm: float, bone: str, rules: PathRules) -> str:
+def _reason(event: int, feasible: bool, distance_mm: float, bone_label: int, scene: Scene, rules: PathRules) -> str:
     if feasible:
         return ""
     if event == march.SKIN:
         return f"the path passes within {rules.anterior_margin_mm:g} mm of bowel gas"
     if event == march.BONE:
-        return f"bone in the way: {bone}, {distance_mm:.0f} mm from the target"
+        return f"bone in the way: {scene.bone_name(bone_label)}, {distance_mm:.0f} mm from the target"
     return {
         march.CANAL: "the path enters the vertebral canal",
         march.DISC: "the path enters a disc",
