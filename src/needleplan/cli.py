@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -176,6 +177,24 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--resample", action="store_true",
                       help="interpolate DICOM series with missing slices or uneven spacing instead of refusing them")
     plan.set_defaults(run=_plan)
+
+    dataset = commands.add_parser(
+        "dataset", help="make a labelled simulated fluoroscopy training set from a config",
+        description="Render labelled simulated fluoroscopy images from the cases, poses and needles of CONFIG "
+        "(TOML; see docs/dataset.md and examples/dataset.toml) into OUTDIR: images, per-image labels (camera, "
+        "projection matrix, keypoints with visibility, needles, vertebra masks and boxes), manifest.csv, "
+        "coco_keypoints.json and a dataset card. Same config, same files, whatever the workers; a rerun finishes "
+        "an interrupted run.")
+    dataset.add_argument("config", type=Path, help="dataset config (TOML)")
+    dataset.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR",
+                         help="output folder: new, empty, or one this config wrote before (resumes)")
+    dataset.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="local worker processes (default: one per core)")
+    dataset.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                         help="run on an existing Dask distributed cluster (workers must see OUTDIR and the cases)")
+    dataset.add_argument("--dry-run", action="store_true", help="show what would be made; write nothing")
+    dataset.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dataset.set_defaults(run=_dataset)
     return parser
 
 
@@ -353,6 +372,20 @@ def _plan(args: argparse.Namespace) -> int:
     images = sum(len(paths) for paths in written["views"].values()) + len(written["pictures"])
     print(f"wrote {written['plan_json']}, {written['report']} and {images} images in "
           f"{Path(args.out) / 'images'}")
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from .dataset import make_dataset, read_config
+
+    config = read_config(args.config)
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise NeedleplanError(f"--workers must be 1 or more, got {workers}")
+    summary = make_dataset(config, args.out, workers=workers, scheduler=args.scheduler, dry_run=args.dry_run,
+                           progress=not args.no_progress)
+    for line in summary.lines():
+        print(line)
     return 0
 
 
