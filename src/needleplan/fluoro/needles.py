@@ -15,15 +15,52 @@ def needle_chords_mm(carm: CArm, needles: Sequence[Needle]) -> np.ndarray:
 
     Each needle is a solid cylinder (outer diameter from its gauge) with flat ends at the hub and the tip. The
     ray runs from the source to the pixel centre; a ray along the needle's axis gets the whole needle length.
+    Only the pixels around each needle's projection are computed (:func:`_pixel_window`); the others are 0.
     """
     source = carm.source_mm
-    rays = carm.pixel_centers_mm() - source
-    ray_length = np.linalg.norm(rays, axis=-1)
-    directions = rays / ray_length[..., None]
-    out = np.zeros((len(needles), *directions.shape[:2]))
+    centers = carm.pixel_centers_mm()
+    out = np.zeros((len(needles), *centers.shape[:2]))
     for index, needle in enumerate(needles):
-        out[index] = _cylinder_chords(source, directions, ray_length, needle)
+        window = _pixel_window(carm, needle)
+        rays = centers[window] - source
+        ray_length = np.linalg.norm(rays, axis=-1)
+        out[(index, *window)] = _cylinder_chords(source, rays / ray_length[..., None], ray_length, needle)
     return out
+
+
+def _pixel_window(carm: CArm, needle: Needle) -> tuple[slice, slice]:
+    """Rows and columns of the pixels whose rays can meet ``needle``, as slices of the (rows, cols) image.
+
+    The cylinder is the convex hull of its two end discs, so its projection is the hull of theirs: the window
+    is the bounding box of the projected ends, each padded by the most its disc can spread (see
+    :func:`_padded_range`) plus 2 pixels, clipped to the image. When an end disc reaches the source plane the
+    projection is unbounded and the window is the whole image.
+    """
+    rows, cols = carm.detector_pixels
+    ends = carm.project(np.stack([needle.hub_mm, needle.tip_mm]))
+    radius = needle.diameter_mm / 2
+    if not np.all(ends.depth_mm > radius):
+        return slice(0, rows), slice(0, cols)
+    pixel_u, pixel_v = carm.pixel_mm
+    sid = carm.source_to_detector_mm
+    return (_padded_range(ends.row, rows, pixel_v, sid, radius, ends.depth_mm),
+            _padded_range(ends.col, cols, pixel_u, sid, radius, ends.depth_mm))
+
+
+def _padded_range(
+    coordinate_px: np.ndarray, count: int, pixel_mm: float, sid_mm: float, radius_mm: float, depth_mm: np.ndarray
+) -> slice:
+    """Pixel indices along one detector axis within reach of discs of ``radius_mm`` around projected points.
+
+    A point within r of a point at depth D and lateral offset x (along this axis, from the central ray) projects
+    at most ``SID r sqrt(1 + (x / D)^2) / (D - r)`` mm from it on the detector: the disc's tilt toward the beam
+    changes its depth too, which matters off the central ray.
+    """
+    tangent = (coordinate_px - (count - 1) / 2) * pixel_mm / sid_mm  # x / D
+    spread_px = sid_mm * radius_mm * np.sqrt(1 + tangent**2) / (depth_mm - radius_mm) / pixel_mm
+    low = max(int(np.floor(np.min(coordinate_px - spread_px))) - 2, 0)
+    high = min(int(np.ceil(np.max(coordinate_px + spread_px))) + 3, count)
+    return slice(low, max(low, high))
 
 
 def _cylinder_chords(source: np.ndarray, directions: np.ndarray, ray_length: np.ndarray, needle: Needle) -> np.ndarray:

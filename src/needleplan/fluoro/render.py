@@ -202,9 +202,31 @@ def _project_labels(labels: Volume, label_ids: Sequence[int] | None, carm: CArm,
     ids = tuple(int(i) for i in (present if label_ids is None else label_ids))
     if any(not 0 < i <= _MAX_LABEL_ID for i in ids):
         raise ValueError(f"label ids must be within 1-{_MAX_LABEL_ID}, got {ids}")
-    channels = labels.derived(("label_channels", ids), lambda v: _channel_volume(v, ids))
-    rays = DetectorRays.from_carm(carm, labels.world_to_index)
+    cropped = labels.derived(("label_crop", ids), lambda v: crop_to_labels(v, ids))
+    channels = cropped.derived(("label_channels", ids), lambda v: _channel_volume(v, ids))
+    rays = DetectorRays.from_carm(carm, cropped.world_to_index)
     return ids, engine.label_path_lengths(channels, len(ids), rays)
+
+
+def crop_to_labels(labels: Volume, ids: tuple[int, ...]) -> Volume:
+    """The label map cut to the bounding box of ``ids`` plus one voxel, at the same place in the world.
+
+    Rays are clipped to the volume's box, so a smaller box means fewer samples. The margin keeps the path lengths
+    unchanged: where a ray crosses a side of the box, the sample of that slice lies within half a voxel of the
+    side, so in the margin (no chosen label) in the crop and in the whole map alike. With none of ``ids``
+    present the crop is a single voxel that holds none of them.
+    """
+    present = np.isin(labels.voxels, ids)
+    start, stop = np.zeros(3, dtype=int), np.ones(3, dtype=int)  # (k, j, i)
+    if present.any():
+        for axis in range(3):
+            hits = np.flatnonzero(present.any(axis=tuple(a for a in range(3) if a != axis)))
+            start[axis] = max(hits[0] - 1, 0)
+            stop[axis] = min(hits[-1] + 2, labels.shape[axis])
+    index_to_world = labels.index_to_world.copy()
+    index_to_world[:3, 3] = labels.index_to_world_points(start[::-1].astype(np.float64))
+    voxels = labels.voxels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    return Volume(voxels, index_to_world, "LABEL", labels.metadata)
 
 
 def _label_values(labels: Volume) -> tuple[int, ...]:
