@@ -20,6 +20,7 @@ from scipy import ndimage
 from ..anatomy import Spine
 from ..errors import NeedleplanError
 from ..fluoro import CArm
+from ..fluoro.render import crop_to_labels
 from ..io.atomic import atomic_file
 from ..volume import Volume
 from .config import CaseSpec, DatasetConfig
@@ -219,19 +220,13 @@ def _planned_needle(item: dict[str, Any]) -> PlannedNeedle:
 
 def _cropped_vertebra_labels(spine: Spine) -> Volume:
     """The vertebra labels only (no ilia), cropped to their bounding box plus one voxel, geometry kept."""
-    ids = np.array([v.label for v in spine], dtype=np.int64)
+    ids = tuple(int(v.label) for v in spine)
     voxels = np.asarray(spine.labels.voxels)
-    kept = np.where(np.isin(voxels, ids), voxels, 0)
-    found = np.argwhere(kept > 0)
-    if found.size == 0:
+    if not np.isin(voxels, ids).any():
         raise NeedleplanError("the segmentation found no vertebra voxels; this scan cannot give labelled images")
-    low = np.maximum(found.min(axis=0) - 1, 0)
-    high = np.minimum(found.max(axis=0) + 2, voxels.shape)
-    crop = kept[low[0]:high[0], low[1]:high[1], low[2]:high[2]]
-    dtype = np.uint8 if ids.max() < 256 else np.uint16
-    shift = np.eye(4)
-    shift[:3, 3] = low[::-1]  # (k, j, i) array start -> (i, j, k) index offset
-    return Volume(crop.astype(dtype), spine.labels.index_to_world @ shift, modality="LABEL")
+    cropped = crop_to_labels(spine.labels, ids)
+    kept = np.where(np.isin(cropped.voxels, ids), cropped.voxels, 0)
+    return Volume(kept.astype(np.uint8 if max(ids) < 256 else np.uint16), cropped.index_to_world, modality="LABEL")
 
 
 def _centroids(labels: Volume, vertebrae: dict[str, int]) -> dict[str, list[float]]:

@@ -44,6 +44,9 @@ class DatasetSummary:
     already_done: int = 0
     made: int = 0
     seconds: float = 0.0
+    """The whole run: preparing the cases, rendering, exporting."""
+    render_seconds: float = 0.0
+    """Making the images (their rate is made / render_seconds)."""
     dry_run: bool = False
 
     @property
@@ -57,7 +60,7 @@ class DatasetSummary:
             head = [f"dry run: would write {self.total - self.already_done} images to {self.out_dir} "
                     f"({self.already_done} of {self.total} already there)"]
         else:
-            rate = self.made / self.seconds if self.seconds > 0 else 0.0
+            rate = self.made / self.render_seconds if self.render_seconds > 0 else 0.0
             head = [f"made {self.made} images in {self.seconds:.1f} s ({rate:.1f} images/s); "
                     f"{self.already_done} were already there; {self.total} in {self.out_dir}"]
         return head + [f"  {name}: {count} images" for name, count in self.cases.items()]
@@ -111,6 +114,7 @@ def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1
             prepare_case(spec, ct if ct is not None else load_ct(spec), name, config, out_dir)
         chunks = [(spec, name, pending[name][start:start + CHUNK_IMAGES])
                   for spec, name in named for start in range(0, len(pending[name]), CHUNK_IMAGES)]
+        rendering = time.perf_counter()
         with _progress_bar(summary, progress) as advance:
             if scheduler is not None:
                 _run_on_dask(scheduler, config, out_dir, chunks, advance)
@@ -119,6 +123,7 @@ def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1
             else:
                 for spec, name, indices in chunks:
                     advance(render_chunk(config, spec, name, str(out_dir), indices))
+        summary.render_seconds = time.perf_counter() - rendering
         summary.made = summary.total - summary.already_done
         write_exports(config, out_dir, named)
     summary.seconds = time.perf_counter() - started
