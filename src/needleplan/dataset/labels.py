@@ -101,17 +101,18 @@ def vertebra_labels(name: str, label: int, mask: np.ndarray, path_mm: np.ndarray
     ``centroid_px`` is the 3D centroid of the vertebra's label projected. The plain centroid of the mask's
     pixels is not used: in oblique views the thin posterior elements pull it several pixels away.
     """
-    rows, cols = np.nonzero(mask)
-    seen_rows, seen_cols = np.nonzero(path_mm > 0)
-    weights = path_mm[seen_rows, seen_cols].astype(np.float64)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    weights = path_mm.astype(np.float64)
+    total = weights.sum()
     entry: dict[str, Any] = {
         "name": name,
         "label": label,
-        "area_px": int(rows.size),
-        "bbox": [float(cols.min()) - 0.5, float(rows.min()) - 0.5,
-                 float(cols.max() - cols.min() + 1), float(rows.max() - rows.min() + 1)],
-        "mask_centroid_px": [round(float(np.average(seen_cols, weights=weights)), 3),
-                             round(float(np.average(seen_rows, weights=weights)), 3)],
+        "area_px": int(np.count_nonzero(mask)),
+        "bbox": [float(cols[0]) - 0.5, float(rows[0]) - 0.5, float(cols[-1] - cols[0] + 1),
+                 float(rows[-1] - rows[0] + 1)],
+        "mask_centroid_px": [round(float(weights.sum(axis=0) @ np.arange(weights.shape[1]) / total), 3),
+                             round(float(weights.sum(axis=1) @ np.arange(weights.shape[0]) / total), 3)],
     }
     if name in case.centroids_mm:
         projection = fluoro.carm.project(case.centroids_mm[name][None])
