@@ -179,6 +179,18 @@ def test_rle_masks_round_trip_and_coco_export(tmp_path):
     assert "3 labelled simulated fluoroscopy images" in card
 
 
+def test_several_needles_come_from_different_plans(tmp_path):
+    config = _config(needles={"mode": "several", "count": 3}, images_per_case=2)
+    make_dataset(config, tmp_path / "out", progress=False)
+    for labels in _labels(tmp_path / "out"):
+        needles = labels["needles"]
+        assert [n["name"] for n in needles] == ["needle-1", "needle-2", "needle-3"]
+        assert len({n["plan"] for n in needles}) == 3 and needles[0]["plan"] == labels["plan"]
+        for needle in needles:
+            assert needle["tip_error_mm"] == pytest.approx(np.linalg.norm(needle["tip_offset_mm"]), abs=2e-3)
+            assert needle["tip"]["col"] is not None
+
+
 # ---- reproducible, resumable ------------------------------------------------------------------------------------
 def test_two_workers_make_identical_files(reference, tmp_path):
     make_dataset(_config(), tmp_path / "out", workers=2, progress=False)
@@ -222,6 +234,21 @@ def test_rerun_of_a_finished_dataset_makes_nothing(reference):
     summary = make_dataset(_config(), reference, progress=False)
     assert summary.made == 0 and summary.already_done == IMAGES
     assert _digests(reference) == before
+
+
+def test_bad_scheduler_address_and_workers_are_refused(tmp_path):
+    with pytest.raises(NeedleplanError, match="tcp://HOST:PORT"):
+        make_dataset(_config(), tmp_path / "out", scheduler="localhost", progress=False)
+    with pytest.raises(NeedleplanError, match="workers"):
+        make_dataset(_config(), tmp_path / "out", workers=0, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_that_made_no_image_can_be_corrected_in_place(tmp_path):
+    with pytest.raises(NeedleplanError, match="no feasible plan"):
+        make_dataset(_config(poses={"levels": ["L9"]}), tmp_path / "out", progress=False)
+    summary = make_dataset(_config(images_per_case=2), tmp_path / "out", progress=False)
+    assert summary.made == 2
 
 
 def test_dry_run_writes_nothing(tmp_path):

@@ -382,8 +382,14 @@ def _dataset(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise NeedleplanError(f"--workers must be 1 or more, got {workers}")
-    summary = make_dataset(config, args.out, workers=workers, scheduler=args.scheduler, dry_run=args.dry_run,
-                           progress=not args.no_progress)
+    try:
+        summary = make_dataset(config, args.out, workers=workers, scheduler=args.scheduler, dry_run=args.dry_run,
+                               progress=not args.no_progress)
+    except KeyboardInterrupt:
+        finished = sum(1 for _ in (Path(args.out) / "labels").rglob("*.json"))
+        print(f"needleplan: interrupted; {finished} images are finished in {args.out}; run the same command "
+              "again to make the rest", file=sys.stderr)
+        return 130
     for line in summary.lines():
         print(line)
     return 0

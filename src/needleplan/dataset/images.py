@@ -11,6 +11,7 @@ Each file is written atomically, so an interrupted run leaves whole files or non
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -95,7 +96,10 @@ def _vertebra_masks(case: Case, fluoro: Fluoro, min_path_mm: float) -> dict[str,
 
 
 def _write_mask(mask: np.ndarray, path: Path) -> None:
+    """A 1-bit PNG, encoded in memory and written at once (Pillow's own file writes are many and small)."""
     from PIL import Image
 
+    encoded = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(encoded, format="PNG")
     with atomic_file(path) as tmp:
-        Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(tmp, format="PNG")
+        tmp.write_bytes(encoded.getvalue())

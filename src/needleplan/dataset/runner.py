@@ -12,6 +12,7 @@ import fcntl
 import json
 import multiprocessing
 import re
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,8 @@ class DatasetSummary:
     out_dir: Path
     cases: dict[str, int] = field(default_factory=dict)
     """Case name -> images it gets."""
+    done: dict[str, int] = field(default_factory=dict)
+    """Case name -> images that existed before this run."""
     already_done: int = 0
     made: int = 0
     seconds: float = 0.0
@@ -63,7 +66,8 @@ class DatasetSummary:
             rate = self.made / self.render_seconds if self.render_seconds > 0 else 0.0
             head = [f"made {self.made} images in {self.seconds:.1f} s ({rate:.1f} images/s); "
                     f"{self.already_done} were already there; {self.total} in {self.out_dir}"]
-        return head + [f"  {name}: {count} images" for name, count in self.cases.items()]
+        return head + [f"  {name}: {count} images ({self.done.get(name, 0)} there before)"
+                       for name, count in self.cases.items()]
 
 
 def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1, scheduler: str | None = None,
@@ -95,7 +99,7 @@ def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1
     if scheduler is not None and not _SCHEDULER.match(scheduler):
         raise NeedleplanError(f"scheduler must look like tcp://HOST:PORT, got {scheduler!r}")
     out_dir = Path(out_dir)
-    _check_out_dir(out_dir, config)
+    stale = _check_out_dir(out_dir, config)
     started = time.perf_counter()
     summary = DatasetSummary(out_dir, dry_run=dry_run)
     named, loaded = _named_cases(config)
@@ -103,10 +107,13 @@ def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1
         summary.cases[name] = config.images_of(spec)
     pending = {name: [i for i in range(summary.cases[name]) if not labels_path(out_dir, name, i).exists()]
                for _, name in named}
-    summary.already_done = summary.total - sum(len(v) for v in pending.values())
+    summary.done = {name: summary.cases[name] - len(pending[name]) for name in pending}
+    summary.already_done = sum(summary.done.values())
     if dry_run:
         return summary
     with _locked(out_dir):
+        if stale:
+            shutil.rmtree(out_dir / "cases", ignore_errors=True)
         _write_dataset_file(out_dir, config, [name for _, name in named])
         _remove_partial_files(out_dir)
         for spec, name in named:
@@ -140,7 +147,7 @@ def render_chunk(config: DatasetConfig, spec: CaseSpec, name: str, out_dir: str,
         import numba
 
         numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
-    case = _cached_case(spec, name, Path(out_dir))
+    case = _cached_case(spec, name, Path(out_dir), config.digest())
     for index in indices:
         if not labels_path(Path(out_dir), name, index).exists():
             make_image(config, case, index, Path(out_dir))
@@ -148,14 +155,14 @@ def render_chunk(config: DatasetConfig, spec: CaseSpec, name: str, out_dir: str,
 
 
 # ---- cases ----------------------------------------------------------------------------------------------------
-_CASES: dict[tuple[str, str], Case] = {}
+_CASES: dict[tuple[str, str, str], Case] = {}
 _CASES_LOCK = threading.Lock()
 #: Cases a worker keeps loaded (the chunks come case after case).
 _KEEP_CASES = 2
 
 
-def _cached_case(spec: CaseSpec, name: str, out_dir: Path) -> Case:
-    key = (str(out_dir.resolve()), name)
+def _cached_case(spec: CaseSpec, name: str, out_dir: Path, config_digest: str) -> Case:
+    key = (str(out_dir.resolve()), name, config_digest)
     with _CASES_LOCK:
         if key not in _CASES:
             while len(_CASES) >= _KEEP_CASES:
@@ -185,11 +192,12 @@ def _named_cases(config: DatasetConfig) -> tuple[list[tuple[CaseSpec, str]], dic
 
 
 # ---- the output folder ----------------------------------------------------------------------------------------
-def _check_out_dir(out_dir: Path, config: DatasetConfig) -> None:
+def _check_out_dir(out_dir: Path, config: DatasetConfig) -> bool:
+    """Refuse folders that are not ours or hold images of another config; True when cases must be prepared anew."""
     if out_dir.exists() and not out_dir.is_dir():
         raise NeedleplanError(f"output {describe_path(out_dir)} is a file; give a folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
-        return
+        return False
     marker = out_dir / DATASET_FILE
     if not marker.exists():
         raise NeedleplanError(f"output folder {describe_path(out_dir)} is not empty and holds no needleplan "
@@ -199,8 +207,11 @@ def _check_out_dir(out_dir: Path, config: DatasetConfig) -> None:
     except (OSError, ValueError) as error:
         raise NeedleplanError(f"cannot read {describe_path(marker)}: {error}") from None
     if saved.get("config_digest") != config.digest():
-        raise NeedleplanError(f"{describe_path(out_dir)} holds a dataset made with another config; use a new "
-                              "folder, or the config it was made with to finish it")
+        if any((out_dir / "labels").rglob("*.json")):
+            raise NeedleplanError(f"{describe_path(out_dir)} holds a dataset made with another config; use a new "
+                                  "folder, or the config it was made with to finish it")
+        return True  # no image was made with the old config (it stopped while preparing): start afresh
+    return False
 
 
 def _write_dataset_file(out_dir: Path, config: DatasetConfig, names: list[str]) -> None:
