@@ -13,7 +13,6 @@ were made.
 from __future__ import annotations
 
 import csv
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -34,75 +33,112 @@ NEEDLE_KEYPOINTS = ("tip", "hub")
 
 
 def write_exports(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSpec, str]]) -> None:
-    """Write the manifest, the COCO file and the dataset card of a finished run."""
-    documents = list(_labels_in_order(config, out_dir, named))
-    vertebra_points = _vertebra_keypoint_names(out_dir, [name for _, name in named])
-    _write_text(out_dir / "manifest.csv", manifest_text(documents, out_dir))
-    coco = coco_keypoints(documents, vertebra_points)
-    _write_text(out_dir / "coco_keypoints.json", json.dumps(coco, separators=(",", ":")) + "\n")
-    _write_text(out_dir / "README.md", dataset_card(config, documents, [name for _, name in named]))
+    """Write the manifest, the COCO file and the dataset card of a finished run, reading each labels file once.
+
+    The labels are streamed: the manifest is written row by row and only the COCO entries and the card's counts
+    are kept, so a large set does not hold every labels document in memory.
+    """
+    names = [name for _, name in named]
+    coco = _Coco(_vertebra_keypoint_names(out_dir, names))
+    counts = _Counts()
+    with atomic_file(out_dir / "manifest.csv") as tmp, open(tmp, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(MANIFEST_COLUMNS)
+        for labels_file, doc in _labels_in_order(config, out_dir, named):
+            writer.writerow(manifest_row(doc, labels_file))
+            coco.add(doc)
+            counts.add(doc)
+    _write_text(out_dir / "coco_keypoints.json", json.dumps(coco.document(), separators=(",", ":")) + "\n")
+    _write_text(out_dir / "README.md", dataset_card(config, counts, names))
 
 
 def _labels_in_order(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSpec, str]]):
     for spec, name in named:
         for index in range(config.images_of(spec)):
             path = labels_path(out_dir, name, index)
-            document = json.loads(path.read_text(encoding="utf-8"))
-            document["_labels_file"] = path.relative_to(out_dir).as_posix()
-            yield document
+            yield path.relative_to(out_dir).as_posix(), json.loads(path.read_text(encoding="utf-8"))
 
 
-def manifest_text(documents: list[dict[str, Any]], out_dir: Path) -> str:
-    """The manifest as CSV text."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
-    for doc in documents:
-        carm = doc["carm"]
-        needle = doc["needles"][0] if doc["needles"] else None
-        tip = needle["tip"] if needle else {}
-        writer.writerow([
-            doc["id"], doc["case"], doc["index"], doc["image"], doc["_labels_file"], doc["width"], doc["height"],
-            doc["procedure"] or "", doc["level"] or "", doc["side"] or "", doc["plan"] or "", doc["view"] or "",
-            carm["oblique_deg"], carm["tilt_deg"], *carm["isocenter_mm"], carm["source_to_detector_mm"],
-            carm["source_to_isocenter_mm"], len(doc["needles"]),
-            _blank(tip.get("col")), _blank(tip.get("row")), _blank(tip.get("visible")),
-            _blank(needle and needle["tip_error_mm"]), _blank(needle and needle["angle_error_deg"]),
-            ";".join(v["name"] for v in doc["vertebrae"]),
-        ])
-    return buffer.getvalue()
+def manifest_row(doc: dict[str, Any], labels_file: str) -> list[Any]:
+    """One image's manifest row (:data:`MANIFEST_COLUMNS`)."""
+    carm = doc["carm"]
+    needle = doc["needles"][0] if doc["needles"] else None
+    tip = needle["tip"] if needle else {}
+    return [
+        doc["id"], doc["case"], doc["index"], doc["image"], labels_file, doc["width"], doc["height"],
+        doc["procedure"] or "", doc["level"] or "", doc["side"] or "", doc["plan"] or "", doc["view"] or "",
+        carm["oblique_deg"], carm["tilt_deg"], *carm["isocenter_mm"], carm["source_to_detector_mm"],
+        carm["source_to_isocenter_mm"], len(doc["needles"]),
+        _blank(tip.get("col")), _blank(tip.get("row")), _blank(tip.get("visible")),
+        _blank(needle["tip_error_mm"] if needle else None), _blank(needle["angle_error_deg"] if needle else None),
+        ";".join(v["name"] for v in doc["vertebrae"]),
+    ]
 
 
-def coco_keypoints(documents: list[dict[str, Any]], vertebra_points: list[str]) -> dict[str, Any]:
-    """The dataset in COCO keypoint-detection form."""
-    levels = sorted({v["name"] for doc in documents for v in doc["vertebrae"]}, key=_level_order)
-    categories = [{"id": 1, "name": "needle", "supercategory": "instrument", "keypoints": list(NEEDLE_KEYPOINTS),
-                   "skeleton": [[1, 2]]}]
-    category_of = {}
-    for number, level in enumerate(levels, start=2):
-        category_of[level] = number
-        categories.append({"id": number, "name": level, "supercategory": "vertebra",
-                           "keypoints": vertebra_points, "skeleton": []})
-    images, annotations = [], []
-    for image_id, doc in enumerate(documents, start=1):
-        images.append({"id": image_id, "file_name": doc["image"], "width": doc["width"], "height": doc["height"],
-                       "needleplan_id": doc["id"]})
+class _Coco:
+    """COCO keypoint entries gathered image by image; categories are numbered at the end, in level order."""
+
+    def __init__(self, vertebra_points: list[str]) -> None:
+        self.vertebra_points = vertebra_points
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(self, doc: dict[str, Any]) -> None:
+        image_id = len(self.images) + 1
+        self.images.append({"id": image_id, "file_name": doc["image"], "width": doc["width"],
+                            "height": doc["height"], "needleplan_id": doc["id"]})
         for needle in doc["needles"]:
             points = [needle[name] for name in NEEDLE_KEYPOINTS]
-            annotations.append(_annotation(len(annotations) + 1, image_id, 1, points, _box_of(points, doc), {}))
+            self.annotations.append(_annotation(image_id, "needle", points, _box_of(points, doc), {}))
         for vertebra in doc["vertebrae"]:
-            points = [doc["keypoints"].get(f"{vertebra['name']}.{name}") for name in vertebra_points]
+            points = [doc["keypoints"].get(f"{vertebra['name']}.{name}") for name in self.vertebra_points]
             extra = {"segmentation": vertebra["mask_rle"]} if "mask_rle" in vertebra else {}
             if "mask" in vertebra:
                 extra["mask_file"] = vertebra["mask"]
-            annotations.append(_annotation(len(annotations) + 1, image_id, category_of[vertebra["name"]], points,
-                                           vertebra["bbox"], extra, area=vertebra["area_px"]))
-    return {"info": {"description": "needleplan simulated fluoroscopy", "version": "1"}, "images": images,
-            "annotations": annotations, "categories": categories}
+            self.annotations.append(_annotation(image_id, vertebra["name"], points, vertebra["bbox"], extra,
+                                                area=vertebra["area_px"]))
+
+    def document(self) -> dict[str, Any]:
+        levels = sorted({a["category_id"] for a in self.annotations} - {"needle"}, key=_level_order)
+        categories = [{"id": 1, "name": "needle", "supercategory": "instrument",
+                       "keypoints": list(NEEDLE_KEYPOINTS), "skeleton": [[1, 2]]}]
+        number = {"needle": 1}
+        for level in levels:
+            number[level] = len(categories) + 1
+            categories.append({"id": number[level], "name": level, "supercategory": "vertebra",
+                               "keypoints": self.vertebra_points, "skeleton": []})
+        annotations = [{"id": i, **a, "category_id": number[a["category_id"]]}
+                       for i, a in enumerate(self.annotations, start=1)]
+        return {"info": {"description": "needleplan simulated fluoroscopy", "version": "1"}, "images": self.images,
+                "annotations": annotations, "categories": categories}
 
 
-def _annotation(number: int, image_id: int, category: int, points: list, bbox: list, extra: dict,
+class _Counts:
+    """What the dataset card counts."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.per_case: Counter = Counter()
+        self.per_procedure: Counter = Counter()
+        self.per_view: Counter = Counter()
+        self.needles: Counter = Counter()
+        self.vertebrae: Counter = Counter()
+        self.tips = self.tips_seen = 0
+
+    def add(self, doc: dict[str, Any]) -> None:
+        self.images += 1
+        self.per_case[doc["case"]] += 1
+        self.per_procedure[doc["procedure"] or "none"] += 1
+        self.per_view[doc["view"] or "uniform"] += 1
+        self.needles[len(doc["needles"])] += 1
+        self.vertebrae.update(v["name"] for v in doc["vertebrae"])
+        self.tips += len(doc["needles"])
+        self.tips_seen += sum(1 for n in doc["needles"] if n["tip"]["visible"])
+
+
+def _annotation(image_id: int, category: str, points: list, bbox: list, extra: dict,
                 area: float | None = None) -> dict[str, Any]:
+    """An annotation whose ``category_id`` still holds the category's name (numbered in :meth:`_Coco.document`)."""
     flat, seen = [], 0
     for point in points:
         if point and point["visible"]:
@@ -110,7 +146,7 @@ def _annotation(number: int, image_id: int, category: int, points: list, bbox: l
             seen += 1
         else:
             flat += [0, 0, 0]
-    return {"id": number, "image_id": image_id, "category_id": category, "keypoints": flat, "num_keypoints": seen,
+    return {"image_id": image_id, "category_id": category, "keypoints": flat, "num_keypoints": seen,
             "bbox": bbox, "area": area if area is not None else bbox[2] * bbox[3], "iscrowd": 0,
             "segmentation": [], **extra}
 
@@ -140,21 +176,14 @@ def _vertebra_keypoint_names(out_dir: Path, names: list[str]) -> list[str]:
     return list(seen)
 
 
-def dataset_card(config: DatasetConfig, documents: list[dict[str, Any]], names: list[str]) -> str:
+def dataset_card(config: DatasetConfig, counts: _Counts, names: list[str]) -> str:
     """The dataset card (README.md) in Markdown."""
-    per_case = Counter(doc["case"] for doc in documents)
-    per_procedure = Counter(doc["procedure"] or "none" for doc in documents)
-    per_view = Counter(doc["view"] or "uniform" for doc in documents)
-    needles = Counter(len(doc["needles"]) for doc in documents)
-    tips_seen = sum(1 for doc in documents for n in doc["needles"] if n["tip"]["visible"])
-    tips = sum(len(doc["needles"]) for doc in documents)
-    seen_vertebrae = Counter(v["name"] for doc in documents for v in doc["vertebrae"])
     public = json.dumps(config.public_dict(names), indent=1)
     size = config.imaging.size
     lines = [
         "# needleplan simulated fluoroscopy dataset",
         "",
-        f"{len(documents)} labelled simulated fluoroscopy images (digitally reconstructed radiographs), "
+        f"{counts.images} labelled simulated fluoroscopy images (digitally reconstructed radiographs), "
         f"{size} x {size} pixels, {config.output.image_format.upper()} {config.output.bits}-bit, made by needleplan "
         f"from {len(names)} case(s) with seed {config.seed}. The same config and seed give the same files.",
         "",
@@ -163,12 +192,12 @@ def dataset_card(config: DatasetConfig, documents: list[dict[str, Any]], names: 
         "",
         "## Counts",
         "",
-        _table("case", per_case),
-        _table("procedure", per_procedure),
-        _table("view", per_view),
-        _table("needles per image", needles),
-        _table("vertebra seen", seen_vertebrae),
-        f"Needle tips inside the image: {tips_seen} of {tips}.",
+        _table("case", counts.per_case),
+        _table("procedure", counts.per_procedure),
+        _table("view", counts.per_view),
+        _table("needles per image", counts.needles),
+        _table("vertebra seen", counts.vertebrae),
+        f"Needle tips inside the image: {counts.tips_seen} of {counts.tips}.",
         "",
         "## Files",
         "",
