@@ -113,7 +113,7 @@ def test_a_failing_write_leaves_no_file_and_keeps_the_old_one(fluoro, tmp_path, 
         path.write_bytes(b"\x89PNG half")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(writers, "_save_pillow", half_then_fail)
+    monkeypatch.setattr(writers, "save_pixels", half_then_fail)
     with pytest.raises(NeedleplanError, match="cannot write .*new.png.*No space left"):
         write_image(fluoro, tmp_path / "new.png")
     assert not (tmp_path / "new.png").exists()

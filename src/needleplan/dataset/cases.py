@@ -8,6 +8,7 @@ no compression headers), so two runs of one config give identical folders.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -70,9 +71,7 @@ def case_folder(out_dir: Path, name: str) -> Path:
 def load_ct(spec: CaseSpec) -> Volume:
     """The case's CT: the built-in phantom for its seed, or the scan at its path."""
     if spec.phantom is not None:
-        from ..phantoms import phantom
-
-        return phantom(seed=spec.phantom, spacing_mm=spec.spacing_mm).ct
+        return _phantom(spec.phantom, spec.spacing_mm).ct
     from ..io import load
 
     ct = load(spec.path)
@@ -91,10 +90,25 @@ def case_name(spec: CaseSpec, ct: Volume | None) -> str:
 
 
 def content_digest(ct: Volume) -> str:
-    """SHA-256 of the voxels and their geometry: the same scan gives the same digest wherever it is stored."""
+    """SHA-256 of the voxels and their geometry: the same scan gives the same digest wherever it is stored.
+
+    Remembered on the Volume: naming a case and preparing it both ask for it.
+    """
+    return ct.derived("content_digest", _sha256)
+
+
+def _sha256(ct: Volume) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(ct.voxels).tobytes())
     digest.update(np.ascontiguousarray(ct.index_to_world, dtype=np.float64).tobytes())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _phantom(seed: int, spacing_mm: float):  # noqa: ANN202 - a PhantomCase
+    """The phantom of a case, built once: its CT and its exact anatomy come from the same build."""
+    from ..phantoms import phantom
+
+    return phantom(seed=seed, spacing_mm=spacing_mm)
 
 
 def prepare_case(spec: CaseSpec, ct: Volume, name: str, config: DatasetConfig, out_dir: Path) -> dict[str, Any]:
@@ -170,9 +184,7 @@ def load_case(spec: CaseSpec, name: str, out_dir: Path) -> Case:
 
 def _spine(spec: CaseSpec, ct: Volume) -> Spine:
     if spec.phantom is not None:
-        from ..phantoms import phantom
-
-        return phantom(seed=spec.phantom, spacing_mm=spec.spacing_mm).spine()
+        return _phantom(spec.phantom, spec.spacing_mm).spine()
     from ..segment import segment
 
     return segment(ct)

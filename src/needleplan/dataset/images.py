@@ -11,7 +11,6 @@ Each file is written atomically, so an interrupted run leaves whole files or non
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..fluoro import Display, Exposure, Fluoro, render
-from ..fluoro.writers import write_image
+from ..fluoro.writers import save_pixels, write_image
 from ..io.atomic import atomic_file
 from .cases import Case
 from .config import IMAGE_FORMATS, DatasetConfig
@@ -83,23 +82,13 @@ def make_image(config: DatasetConfig, case: Case, index: int, out_dir: Path) -> 
 
 def _vertebra_masks(case: Case, fluoro: Fluoro, min_path_mm: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Vertebra name -> (projected mask, path length in mm) for the vertebrae seen, cranial to caudal."""
+    masks = fluoro.label_masks(min_path_mm)
     channel = {label: index for index, label in enumerate(fluoro.label_ids)}
-    out = {}
-    for name, label in case.vertebrae.items():
-        if label not in channel:
-            continue
-        path_mm = fluoro.label_path_mm[channel[label]]
-        mask = path_mm >= min_path_mm
-        if mask.any():
-            out[name] = (mask, path_mm)
-    return out
+    return {name: (masks[label], fluoro.label_path_mm[channel[label]])
+            for name, label in case.vertebrae.items() if label in masks and masks[label].any()}
 
 
 def _write_mask(mask: np.ndarray, path: Path) -> None:
-    """A 1-bit PNG, encoded in memory and written at once (Pillow's own file writes are many and small)."""
-    from PIL import Image
-
-    encoded = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(mask, dtype=bool)).save(encoded, format="PNG")
+    """A 1-bit PNG, atomically."""
     with atomic_file(path) as tmp:
-        tmp.write_bytes(encoded.getvalue())
+        save_pixels(mask, tmp, "png")

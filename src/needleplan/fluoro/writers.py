@@ -97,9 +97,9 @@ def write_image(fluoro: Fluoro, path: str | Path, *, bits: int = 8, quantity: st
             elif fmt == "dicom":
                 dataset.save_as(work, enforce_file_format=True)
             elif quantity == "display":
-                _save_pillow(display_pixels(array, bits), work, fmt)
+                save_pixels(display_pixels(array, bits), work, fmt)
             else:
-                _save_pillow(array, work, fmt)
+                save_pixels(array, work, fmt)
     except OSError as exc:
         raise NeedleplanError(f"cannot write {describe_path(path)}: {exc.strerror or exc}") from None
     return path
@@ -112,7 +112,8 @@ def display_pixels(display: np.ndarray, bits: int) -> np.ndarray:
     return scaled.astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def _save_pillow(pixels: np.ndarray, path: Path, fmt: str) -> None:
+def save_pixels(pixels: np.ndarray, path: Path, fmt: str) -> None:
+    """Write an array as a PNG or TIFF ("png" / "tiff"): bool 1-bit, uint8, uint16, or float32 (TIFF only)."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with the scientific stack
