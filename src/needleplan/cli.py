@@ -195,7 +195,38 @@ def _parser() -> argparse.ArgumentParser:
     dataset.add_argument("--dry-run", action="store_true", help="show what would be made; write nothing")
     dataset.add_argument("--no-progress", action="store_true", help="no progress bar")
     dataset.set_defaults(run=_dataset)
+
+    practice = commands.add_parser(
+        "practice", help="the practice simulator: steer a needle under simulated fluoroscopy in a browser",
+        description="Start a local web app in which a fellow takes fluoroscopy shots, steers a needle to the "
+        "task's target and is scored against the plan (docs/practice.md). Prints the address to open; Ctrl+C stops "
+        "it. Every session is logged in --log-dir and can be gone through again with --review.")
+    practice.add_argument("case", type=Path, nargs="?", default=None,
+                          help="CT: DICOM folder or file, NIfTI, MHA or NRRD (default: the built-in phantom)")
+    practice.add_argument("--procedure", choices=("tfesi", "mbb", "rfa", "si"), default="tfesi",
+                          help="default tfesi")
+    practice.add_argument("--level", default=None, help="vertebra level (default L4; S1 for si)")
+    practice.add_argument("--side", choices=("left", "right"), default="left", help="default left")
+    practice.add_argument("--seed", type=int, default=0, help="phantom seed when no CASE is given (default 0)")
+    practice.add_argument("--host", default="127.0.0.1",
+                          help="address to listen on (default 127.0.0.1: this computer only)")
+    practice.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed)")
+    practice.add_argument("--log-dir", type=Path, default=Path("practice-logs"),
+                          help="where session logs go (default ./practice-logs)")
+    practice.add_argument("--max-sessions", type=int, default=8, metavar="N", help="sessions held at once (default 8)")
+    practice.add_argument("--open", action="store_true", help="open the page in the default browser")
+    practice.add_argument("--review", type=Path, default=None, metavar="LOG",
+                          help="replay a saved session log (give CASE too if it was made on a scan)")
+    practice.set_defaults(run=_practice)
     return parser
+
+
+def _practice(args: argparse.Namespace) -> int:
+    from .practice.app import run_practice
+
+    return run_practice(args.case, procedure=args.procedure, level=args.level, side=args.side, seed=args.seed,
+                        host=args.host, port=args.port, log_dir=args.log_dir, max_sessions=args.max_sessions,
+                        open_browser=args.open, review=args.review)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -114,20 +114,25 @@ def display_pixels(display: np.ndarray, bits: int) -> np.ndarray:
 
 def save_pixels(pixels: np.ndarray, path: Path, fmt: str) -> None:
     """Write an array as a PNG or TIFF ("png" / "tiff"): bool 1-bit, uint8, uint16, or float32 (TIFF only)."""
+    # Encoded in memory and written at once: Pillow writing to a file makes many small writes (4x slower at 256^2).
+    path.write_bytes(encode_pixels(pixels, fmt))
+
+
+def encode_pixels(pixels: np.ndarray, fmt: str = "png") -> bytes:
+    """The bytes of :func:`save_pixels`'s file (for sending an image without writing it)."""
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with the scientific stack
         raise NeedleplanError("PNG and TIFF output need Pillow: pip install pillow") from None
     # uint8 -> "L", uint16 -> "I;16", float32 -> "F" (a 32-bit float TIFF). zlib level 1: radiographs with
     # quantum noise come out within a few percent of level 6's size, three times faster (a training set's cost).
-    # Encoded in memory and written at once: Pillow writing to a file makes many small writes (4x slower at 256^2).
     image = Image.fromarray(np.ascontiguousarray(pixels))
     encoded = io.BytesIO()
     if fmt == "png":
         image.save(encoded, format="PNG", compress_level=1)
     else:
         image.save(encoded, format="TIFF")
-    path.write_bytes(encoded.getvalue())
+    return encoded.getvalue()
 
 
 # ---- DICOM ----------------------------------------------------------------------------------------------------

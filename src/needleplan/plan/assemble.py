@@ -37,7 +37,7 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     choice = _needle_choice(procedure, depth, opts)
     needle = Needle.from_direction(tip, direction, choice.length_mm, gauge=choice.gauge,
                                    name=f"{procedure}-{level}-{side}")
-    lesion = _lesion(setup, tip, direction, opts) if procedure == "rfa" else None
+    lesion = lesion_at(setup.nerve, tip, direction, opts) if procedure == "rfa" else None
     endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
     views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
                           setup.endplate_of, np.asarray(endplate, dtype=np.float64))
@@ -138,11 +138,13 @@ def _needle_choice(procedure: str, depth_mm: float, opts: PlanOptions) -> Needle
     return NeedleChoice(kind, gauge, float(length), float(needed), standard, note)
 
 
-def _lesion(setup: Setup, tip: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
+def lesion_at(nerve_mm: np.ndarray, tip: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
+    """The RF lesion of an electrode whose tip is at ``tip`` advancing along ``direction`` (unit), with the length
+    of the nerve polyline inside it and the electrode-to-nerve angle."""
     length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
     centre = tip - 0.5 * length * direction
     radius = LESION_RADIUS_MM[opts.rfa_gauge]
-    nerve = np.asarray(setup.nerve, dtype=np.float64)
+    nerve = np.asarray(nerve_mm, dtype=np.float64)
     samples = np.concatenate([a + np.linspace(0, 1, 200, endpoint=False)[:, None] * (b - a)
                               for a, b in zip(nerve[:-1], nerve[1:], strict=True)] + [nerve[-1:]])
     step = np.linalg.norm(np.diff(samples, axis=0), axis=1)
@@ -155,7 +157,8 @@ def _lesion(setup: Setup, tip: np.ndarray, direction: np.ndarray, opts: PlanOpti
     return lesion
 
 
-def _midline(spine: Spine) -> tuple[np.ndarray, np.ndarray] | None:
+def midline_plane(spine: Spine) -> tuple[np.ndarray, np.ndarray] | None:
+    """A point on the patient's midsagittal plane and its unit normal toward the left (None without landmarks)."""
     middle = spine.pelvis.get("midline")
     if middle is not None:
         return np.asarray(middle["point"], dtype=np.float64), np.asarray(middle["normal"], dtype=np.float64)
@@ -171,7 +174,7 @@ def _entry_offsets(spine: Spine, level: str, side: str, entry: np.ndarray) -> tu
     """Entry point offsets in mm from the midline and from the level's spinous tip (or the PSIS), with words."""
     offsets: dict[str, float] = {}
     words = []
-    midline = _midline(spine)
+    midline = midline_plane(spine)
     if midline is not None:
         left = float((entry - midline[0]) @ midline[1])
         offsets["from_midline_left_mm"] = left

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw
 from ..anatomy import STRUCTURE_IDS, Spine
 from ..fluoro import CArm, Fluoro, render
 from ..io.atomic import atomic_file
+from ..needle import Needle
 from ..volume import Volume
 from . import drawing
 from .model import Lesion, Plan, TargetRegion, View
@@ -34,6 +36,7 @@ COLOURS: dict[str, str] = {
     "nerve": "#ff8c00",
     "lesion": "#ff3cc7",
     "entry": "#ff4d4d",
+    "plan needle": "#4da6ff",
 }
 _WHITE = (255, 255, 255)
 _PALE = (205, 212, 224)
@@ -102,11 +105,16 @@ def render_plan_views(volume: Volume, spine: Spine, plan: Plan, *, size: int = 5
 
 
 def render_view(volume: Volume, spine: Spine, plan: Plan, view: View, number: int = 1, count: int = 1, *,
-                size: int = 512) -> ViewImage:
-    """Render one view of a plan with the needle and draw the plan over it (see the module's description)."""
+                size: int = 512, needles: Sequence[Needle] | None = None) -> ViewImage:
+    """Render one view of a plan with the needle and draw the plan over it (see the module's description).
+
+    ``needles`` are the steel needles rendered (default: the plan's). When the plan's needle is not among them
+    (a trainee's attempt), it is drawn as a coloured line over the image instead.
+    """
     structures = spine.structures
     has_canal = structures is not None and bool(np.any(np.asarray(structures.voxels) == _CANAL))
-    needles = [plan.needle] if plan.needle is not None else []
+    drawn_plan_needle = needles is not None and plan.needle is not None and plan.needle not in needles
+    needles = list(needles) if needles is not None else ([plan.needle] if plan.needle is not None else [])
     fluoro = render(volume, view.carm, size=size, needles=needles, labels=structures if has_canal else None,
                     label_ids=[_CANAL] if has_canal else None)
     carm = fluoro.carm
@@ -129,8 +137,11 @@ def render_view(volume: Volume, spine: Spine, plan: Plan, view: View, number: in
     legend.insert(0, ("target", COLOURS["target"]))
     if plan.entry_mm is not None and _draw_entry(rgb, carm, plan.entry_mm, target_px, radius_px):
         legend.append(("skin entry", COLOURS["entry"]))
-    if plan.needle is not None:  # the needle stays on top of every outline, as on a real overlay
-        on_needle = _needle_mask(shape, carm, plan.needle.tip_mm, plan.needle.hub_mm, plan.needle.diameter_mm)
+    if drawn_plan_needle and _draw_line(rgb, carm, np.vstack([plan.needle.hub_mm, plan.needle.tip_mm]),
+                                        COLOURS["plan needle"], 1.0):
+        legend.append(("planned needle", COLOURS["plan needle"]))
+    for needle in needles:  # steel stays on top of every outline, as on a real overlay
+        on_needle = _needle_mask(shape, carm, needle.tip_mm, needle.hub_mm, needle.diameter_mm)
         rgb[on_needle] = plain[on_needle]
     rgb = _annotate(rgb, plan, view, number, count, legend, carm)
     return ViewImage(number, view, fluoro, rgb, target_px, radius_px)

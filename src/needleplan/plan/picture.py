@@ -17,6 +17,7 @@ import numpy as np
 
 from ..anatomy import ILIUM_IDS, STRUCTURE_IDS, VERSE_IDS, Spine
 from ..errors import NeedleplanError, describe_path
+from ..needle import Needle
 from ..offscreen import add_key, offscreen_backend, write_png
 from ..segment.picture import level_surfaces
 from ..volume import Volume
@@ -40,6 +41,7 @@ _STYLE = {  # what -> (legend text, colour)
     "root": ("exiting nerve roots", "#ffd700"),
     "nerve": ("medial branch / dorsal ramus", "#ff8c00"),
     "lesion": ("RF lesion", "#ff3cc7"),
+    "trainee": ("trainee's needle", "#4da6ff"),
 }
 #: The needle is drawn at least this thick (mm) so that it shows at picture size.
 MIN_NEEDLE_RADIUS_MM = 0.9
@@ -75,7 +77,7 @@ def plan_scene(spine: Spine) -> PlanScene:
 
 
 def plan_picture(plan: Plan, scene: PlanScene | Spine, path: str | os.PathLike[str], *,
-                 size: tuple[int, int] = (900, 700)) -> Path:
+                 size: tuple[int, int] = (900, 700), trainee: Needle | None = None) -> Path:
     """Write a PNG of the plan in 3D, atomically.
 
     Parameters
@@ -88,6 +90,8 @@ def plan_picture(plan: Plan, scene: PlanScene | Spine, path: str | os.PathLike[s
         A ``.png`` file; parent folders are created.
     size : (width, height)
         Pixels, 64-8192 each.
+    trainee : Needle, optional
+        A trainee's needle, drawn beside the plan's in its own colour (the practice simulator's review).
 
     Returns
     -------
@@ -109,13 +113,13 @@ def plan_picture(plan: Plan, scene: PlanScene | Spine, path: str | os.PathLike[s
     if not scene.bones:
         raise NeedleplanError("the spine's label map holds no labels: there is no bone to draw")
     with offscreen_backend():
-        image = _render(plan, scene, (width, height))
+        image = _render(plan, scene, (width, height), trainee)
     write_png(image, path)
     return path
 
 
 # ---- drawing -----------------------------------------------------------------------------------------------------
-def _render(plan: Plan, scene: PlanScene, size: tuple[int, int]) -> np.ndarray:
+def _render(plan: Plan, scene: PlanScene, size: tuple[int, int], trainee: Needle | None = None) -> np.ndarray:
     import pyvista as pv
 
     plotter = pv.Plotter(off_screen=True, window_size=list(size))
@@ -126,8 +130,11 @@ def _render(plan: Plan, scene: PlanScene, size: tuple[int, int]) -> np.ndarray:
             colour = _ILIUM if label in ILIUM_IDS.values() else (_TARGET_LEVEL if label == target_label else _BONE)
             plotter.add_mesh(mesh, color=colour, smooth_shading=True, specular=0.15, opacity=0.55)
         key = _add_plan_objects(plotter, plan, scene)
+        if trainee is not None:
+            _add_needle(plotter, trainee, _STYLE["trainee"][1])
+            key.append("trainee")
         add_key(plotter, [_STYLE[what] for what in key], size, corner="upper right")
-        _place_camera(plotter, plan, scene, size[0] / size[1])
+        _place_camera(plotter, plan, scene, size[0] / size[1], trainee)
         _add_caption(plotter, plan, size)
         return np.asarray(plotter.screenshot(None, return_img=True))
     finally:
@@ -179,17 +186,22 @@ def _add_plan_objects(plotter: Any, plan: Plan, scene: PlanScene) -> list[str]:
     plotter.add_mesh(target, color=_STYLE["target"][1], opacity=0.7, smooth_shading=True)
     drawn.append("target")
     if plan.needle is not None:
-        needle = plan.needle
-        radius = max(MIN_NEEDLE_RADIUS_MM, 0.5 * needle.diameter_mm)
-        plotter.add_mesh(pv.Cylinder(center=0.5 * (needle.tip_mm + needle.hub_mm), direction=needle.direction,
-                                     radius=radius, height=needle.length_mm, resolution=24),
-                         color=_STYLE["needle"][1], specular=0.8, smooth_shading=True)
+        _add_needle(plotter, plan.needle, _STYLE["needle"][1])
         drawn.append("needle")
     if plan.entry_mm is not None:
         plotter.add_mesh(pv.Sphere(radius=2.0, center=plan.entry_mm), color=_STYLE["entry"][1])
         drawn.append("entry")
     order = list(_STYLE)
     return sorted(drawn, key=order.index)
+
+
+def _add_needle(plotter: Any, needle: Needle, colour: str) -> None:
+    import pyvista as pv
+
+    radius = max(MIN_NEEDLE_RADIUS_MM, 0.5 * needle.diameter_mm)
+    plotter.add_mesh(pv.Cylinder(center=0.5 * (needle.tip_mm + needle.hub_mm), direction=needle.direction,
+                                 radius=radius, height=needle.length_mm, resolution=24),
+                     color=colour, specular=0.8, smooth_shading=True)
 
 
 def _align_x(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
@@ -202,7 +214,8 @@ def _align_x(points: np.ndarray, axis: np.ndarray) -> np.ndarray:
     return points @ np.vstack([x, y, z])
 
 
-def _place_camera(plotter: Any, plan: Plan, scene: PlanScene, aspect: float) -> None:
+def _place_camera(plotter: Any, plan: Plan, scene: PlanScene, aspect: float, trainee: Needle | None = None
+                  ) -> None:
     """Look from behind, toward the plan's side and from above, framing the needle and the bone near the target."""
     sideways, upward = (math.radians(a) for a in CAMERA_DEG)
     sign = 1.0 if plan.side == "left" else -1.0
@@ -214,8 +227,9 @@ def _place_camera(plotter: Any, plan: Plan, scene: PlanScene, aspect: float) -> 
     target = np.asarray(plan.target_mm, dtype=np.float64)
     near = [mesh.points[np.linalg.norm(mesh.points - target, axis=1) < FRAME_MM] for mesh in scene.bones.values()]
     shown = [target[None] + FRAME_MM * np.array([[0, 0, 1.0], [0, 0, -1.0]]), *near]
-    if plan.needle is not None:
-        shown.append(np.vstack([plan.needle.tip_mm, plan.needle.hub_mm]))
+    for needle in (plan.needle, trainee):
+        if needle is not None:
+            shown.append(np.vstack([needle.tip_mm, needle.hub_mm]))
     points = np.vstack(shown)
     frame = np.column_stack([right, up, backward])
     local = points @ frame

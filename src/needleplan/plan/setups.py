@@ -83,7 +83,7 @@ def _off_bone(scene: Scene, point: np.ndarray, distance_mm: float) -> np.ndarray
     return point + (surface + distance_mm) * normal
 
 
-def _contact_mm(scene: Scene, opts: PlanOptions) -> float:
+def contact_mm(scene: Scene, opts: PlanOptions) -> float:
     """Bone this close to a bone-contact target (MBB, SI) is the intended contact: the option, but at least one
     and a half voxels of the label map (where a coarse scan puts a bone surface is that uncertain)."""
     return max(opts.bone_contact_mm, 1.5 * scene.spacing_mm)
@@ -213,7 +213,7 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
         window = _window(side, opts.mbb_oblique_deg)
         oblique = _clamp(0.0 if level == "L5" else SIDE_SIGN[side] * opts.mbb_preferred_oblique_deg, window)
         b0 = squared_tilt_deg(normal, oblique)
-        rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
+        rules = PathRules(contact_mm(scene, opts), False, opts.anterior_margin_mm)
         tilt_range, cost = _relative_tilt(normal, window, opts.tilt_window_deg, _angular_cost((oblique, b0)))
         return Setup(approach, target, region, below, normal, (oblique, b0), window, tilt_range, cost, rules, below,
                      nerve=branch, notes=notes)
@@ -257,7 +257,7 @@ def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:
     def cost(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return -projected_gap_mm(back, front, a, b)
     preferred = _best_on_grid(cost, window, tilt_range, opts.grid_step_deg)
-    rules = PathRules(_contact_mm(scene, opts), False, opts.anterior_margin_mm)
+    rules = PathRules(contact_mm(scene, opts), False, opts.anterior_margin_mm)
     return Setup("intra-articular", target, region, "S1", normal, preferred, window, tilt_range, cost, rules,
                  notes=notes)
 

@@ -1,0 +1,163 @@
+"""The practice case: one CT, its anatomy and the plan of the task, prepared once when the simulator starts.
+
+A session never loads anything: it renders from :attr:`PracticeCase.ct`, checks the needle against
+:attr:`PracticeCase.scene` and scores against :attr:`PracticeCase.plan`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..anatomy import Spine
+from ..errors import NeedleplanError, describe_path
+from ..plan import Plan, plan
+from ..plan.scene import Scene, scene_for
+from ..volume import Volume
+
+#: Procedure names in words.
+PROCEDURE_NAMES = {
+    "tfesi": "transforaminal epidural injection",
+    "mbb": "medial branch block",
+    "rfa": "radiofrequency ablation of the medial branch",
+    "si": "sacroiliac joint injection",
+}
+#: The level each procedure defaults to.
+DEFAULT_LEVEL = {"tfesi": "L4", "mbb": "L4", "rfa": "L4", "si": "S1"}
+
+
+@dataclass(eq=False)
+class PracticeCase:
+    """What every session of one simulator run shares.
+
+    Attributes
+    ----------
+    name : str
+        "phantom-<seed>" or "case-" and a digest of the voxels (never a path or a patient's name).
+    digest : str
+        SHA-256 of the voxels and geometry: a review checks that it replays on the same scan.
+    ct, spine, plan, scene
+        The CT, its anatomy, the feasible plan of the task and the planner's masks.
+    shot_ct : Volume
+        What shots render: the CT cut to the box of everything denser than air (the same image, fewer samples).
+    """
+
+    name: str
+    digest: str
+    ct: Volume
+    spine: Spine
+    plan: Plan
+    scene: Scene
+    source: dict[str, Any]
+    shot_ct: Volume
+    _picture_scene: Any = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def task_words(self) -> str:
+        """E.g. "Left L4 transforaminal epidural injection, supraneural approach"."""
+        p = self.plan
+        return f"{p.side.capitalize()} {p.level} {PROCEDURE_NAMES[p.procedure]}, {p.approach} approach"
+
+    @property
+    def isocenter_mm(self) -> np.ndarray:
+        """Where the C-arm is centred: the task level's vertebral body (what a radiographer centres on)."""
+        marks = self.spine[self.plan.level].landmarks if self.plan.level in self.spine else {}
+        centre = marks.get("body_centroid")
+        if centre is None:
+            return np.asarray(self.plan.target_mm, dtype=np.float64)
+        return np.asarray(centre, dtype=np.float64)
+
+    def picture_scene(self) -> Any:
+        """The bone and canal surfaces for 3D review pictures, made on first use (about a second)."""
+        from ..plan.picture import plan_scene
+
+        with self._lock:
+            if self._picture_scene is None:
+                self._picture_scene = plan_scene(self.spine)
+            return self._picture_scene
+
+
+def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "tfesi", level: str | None = None,
+                 side: str = "left", *, seed: int = 0) -> PracticeCase:
+    """Load (or build) the case, segment it, and plan the task.
+
+    Parameters
+    ----------
+    path : path, optional
+        A CT: DICOM folder or file, NIfTI, MHA or NRRD. None: the built-in phantom with its exact anatomy.
+    procedure : str
+        "tfesi", "mbb", "rfa" or "si".
+    level : str, optional
+        Default L4 (S1 for "si").
+    side : str
+        "left" or "right".
+    seed : int
+        The phantom's seed (with no ``path``).
+
+    Raises
+    ------
+    NeedleplanError
+        A scan that is not a CT, a spine without that level, or a task with no safe straight path.
+    """
+    from ..dataset.cases import content_digest
+
+    if procedure not in PROCEDURE_NAMES:
+        raise NeedleplanError(f"unknown procedure {procedure!r}; choose one of {', '.join(PROCEDURE_NAMES)}")
+    if side not in ("left", "right"):
+        raise NeedleplanError(f"side must be left or right, got {side!r}")
+    level = level or DEFAULT_LEVEL[procedure]
+    if path is None:
+        phantom = _phantom(int(seed))
+        ct, spine = phantom.ct, phantom.spine()
+        name, source = f"phantom-{int(seed)}", {"phantom_seed": int(seed)}
+    else:
+        from ..io import load
+        from ..segment import segment
+
+        ct = load(path)
+        if ct.modality != "CT":
+            raise NeedleplanError(f"practice needs a CT; {describe_path(Path(path))} is {ct.modality} (simulated "
+                                  "fluoroscopy needs X-ray attenuation)")
+        spine = segment(ct)
+        name, source = "case-" + content_digest(ct)[:12], {"scan": True}
+    task = plan(spine, procedure, level, side)
+    if not task.feasible:
+        raise NeedleplanError(f"{task.name} has no safe straight path on {name}: {task.reason}; choose another "
+                              "level, side or procedure")
+    return PracticeCase(name, content_digest(ct), ct, spine, task, scene_for(spine), source, crop_to_body(ct))
+
+
+def crop_to_body(ct: Volume, air_hu: float = -900.0) -> Volume:
+    """The CT cut to the bounding box of its voxels above ``air_hu`` plus one voxel, at the same place.
+
+    Air attenuates nothing in the renderer's model, and rays are clipped to the volume's box, so the shots are
+    the same with fewer samples (a scan's field of view is often much wider than the patient).
+    """
+    dense = np.asarray(ct.hu) > air_hu
+    if not dense.any():
+        raise NeedleplanError("the CT holds nothing denser than air; there is no patient to practise on")
+    start, stop = [], []
+    for axis in range(3):
+        hits = np.flatnonzero(dense.any(axis=tuple(a for a in range(3) if a != axis)))
+        start.append(max(int(hits[0]) - 1, 0))
+        stop.append(min(int(hits[-1]) + 2, ct.shape[axis]))
+    if start == [0, 0, 0] and stop == list(ct.shape):
+        return ct
+    index_to_world = ct.index_to_world.copy()
+    index_to_world[:3, 3] = ct.index_to_world_points(np.array(start[::-1], dtype=np.float64))
+    voxels = ct.voxels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+    return Volume(voxels, index_to_world, ct.modality, ct.metadata)
+
+
+@functools.lru_cache(maxsize=2)
+def _phantom(seed: int):  # noqa: ANN202 - a PhantomCase
+    from ..phantoms import phantom
+
+    return phantom(seed=seed)
