@@ -32,7 +32,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CT = ROOT.parent / "shared" / "data" / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
-RESULTS = Path(__file__).with_name("RESULTS.md")
 sys.path.insert(0, str(Path(__file__).parent))
 
 
@@ -167,19 +166,9 @@ def main() -> None:
     print(text)
     shutil.rmtree(work, ignore_errors=True)
     if args.write:
-        write_section(text)
+        from results_file import write_section
 
-
-def write_section(text: str) -> None:
-    current = RESULTS.read_text()
-    head = "## Training sets"
-    if head in current:
-        start = current.index(head)
-        end = current.find("\n## ", start + len(head))
-        current = current[:start] + text.rstrip() + "\n" + (current[end:] if end != -1 else "")
-    else:
-        current = current.rstrip() + "\n\n" + text
-    RESULTS.write_text(current)
+        write_section("## Training sets", text)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ SHARED_DIR = HERE.parent.parent / "shared" / "data" / "totalseg_example_abdomen_
 SHARED_CT = SHARED_DIR / "example_ct.nii.gz"
 #: TotalSegmentator's (fast) labels of the shared CT: sacrum 25, hips 77 (left) and 78 (right).
 SHARED_REFERENCE = SHARED_DIR / "example_seg_fast_force_split.nii.gz"
-RESULTS = HERE / "RESULTS.md"
 SECTION = "## Planning"
 BUDGET_S = 5.0
 
@@ -157,13 +156,9 @@ def main() -> None:
     text = "\n".join(out)
     print(text)
     if args.write:
-        current = RESULTS.read_text()
-        start = current.find(SECTION)
-        if start < 0:
-            RESULTS.write_text(current.rstrip() + "\n\n" + text)
-        else:
-            end = current.find("\n## ", start + len(SECTION))
-            RESULTS.write_text(current[:start] + text + ("" if end < 0 else current[end:]))
+        from results_file import write_section
+
+        write_section(SECTION, text)
 
 
 if __name__ == "__main__":

@@ -307,7 +307,8 @@ def _siddon(mu, nx, ny, nz, sx, sy, sz, dx, dy, dz, t0, t1):
     return total
 
 
-@njit(parallel=True, fastmath=True, cache=True)
+# nogil: a server answering other requests while a shot renders (the practice simulator) is not held up
+@njit(parallel=True, fastmath=True, cache=True, nogil=True)
 def line_integrals(mu, mu_along, shape_zyx, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_mm,
                    origin_mm, col_step_mm, row_step_mm, field, method, step, out):
     """Fill ``out`` (rows, cols) with the line integral from the source to every pixel centre.
@@ -357,7 +358,7 @@ def line_integrals(mu, mu_along, shape_zyx, source_ijk, origin_ijk, col_step_ijk
                 out[r, c] = value * length_mm
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def label_path_lengths(channels, shape_zyx, source_ijk, origin_ijk, col_step_ijk, row_step_ijk, source_mm,
                        origin_mm, col_step_mm, row_step_mm, field, out):
     """Fill ``out`` (K, rows, cols) with the mm each ray travels through each label channel.

@@ -28,6 +28,9 @@ PROCEDURE_NAMES = {
     "rfa": "radiofrequency ablation of the medial branch",
     "si": "sacroiliac joint injection",
 }
+#: Shots render from voxels at least this size (mm): a 512 x 512 shot of a 1 mm scan then takes about 100 ms on
+#: 2 cores instead of 125-160 (benchmarks/RESULTS.md, "Practice simulator"), and looks the same on screen.
+SHOT_VOXEL_MM = 1.25
 #: The level each procedure defaults to.
 DEFAULT_LEVEL = {"tfesi": "L4", "mbb": "L4", "rfa": "L4", "si": "S1"}
 
@@ -45,7 +48,8 @@ class PracticeCase:
     ct, spine, plan, scene
         The CT, its anatomy, the feasible plan of the task and the planner's masks.
     shot_ct : Volume
-        What shots render: the CT cut to the box of everything denser than air (the same image, fewer samples).
+        What shots render (:func:`shot_volume`): the CT cut to the patient, on voxels of at least
+        :data:`SHOT_VOXEL_MM`.
     """
 
     name: str
@@ -131,7 +135,22 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
     if not task.feasible:
         raise NeedleplanError(f"{task.name} has no safe straight path on {name}: {task.reason}; choose another "
                               "level, side or procedure")
-    return PracticeCase(name, content_digest(ct), ct, spine, task, scene_for(spine), source, crop_to_body(ct))
+    return PracticeCase(name, content_digest(ct), ct, spine, task, scene_for(spine), source, shot_volume(ct))
+
+
+def shot_volume(ct: Volume, voxel_mm: float = SHOT_VOXEL_MM) -> Volume:
+    """The CT as shots render it: cut to the patient (:func:`crop_to_body`), and resampled (trilinear) so that no
+    axis has voxels finer than ``voxel_mm`` (coarser axes keep theirs; directions and position are kept)."""
+    body = crop_to_body(ct)
+    spacing = np.asarray(body.spacing_mm, dtype=np.float64)
+    coarse = np.maximum(spacing, voxel_mm)
+    if np.allclose(coarse, spacing):
+        return body
+    extent = (np.array(body.shape[::-1]) - 1) * spacing  # (x, y, z) mm from the first voxel centre to the last
+    count = np.floor(extent / coarse + 1e-9).astype(int) + 1
+    index_to_world = body.index_to_world.copy()
+    index_to_world[:3, :3] = body.index_to_world[:3, :3] / spacing * coarse
+    return body.resample(index_to_world, tuple(int(n) for n in count[::-1]))
 
 
 def crop_to_body(ct: Volume, air_hu: float = -900.0) -> Volume:

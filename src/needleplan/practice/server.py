@@ -166,8 +166,11 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
     @app.get("/api/sessions/{sid}")
     async def get_state(sid: str) -> dict[str, Any]:
         session, lock = sessions.get(sid)
-        with lock:
-            return session.state()
+
+        def read() -> dict[str, Any]:
+            with lock:  # held only while an action changes the session, never while a shot renders
+                return session.state()
+        return await run_in_threadpool(read)
 
     @app.put("/api/sessions/{sid}/carm")
     async def put_carm(sid: str, request: Request) -> dict[str, Any]:
@@ -175,13 +178,12 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
 
     @app.post("/api/sessions/{sid}/shots")
     async def post_shot(sid: str, request: Request) -> dict[str, Any]:
-        def shoot(session: Session, body: Any) -> dict[str, Any]:
-            shot, carm, needles = session.shoot(body)
-            png, render_ms, tip = imaging.shot_png(case, carm, needles)
-            answer = shot.to_dict() | {"image_png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
-                                       "size": IMAGE_SIZE, "render_ms": round(render_ms, 1), "needle_tip_px": tip}
-            return {"shot": answer, "state": session.state()}
-        return await act(sid, request, shoot)
+        shot, carm, needles, state = await act(sid, request, lambda session, body: (*session.shoot(body),
+                                                                                     session.state()))
+        png, render_ms, tip = await run_in_threadpool(imaging.shot_png, case, carm, needles)
+        answer = shot.to_dict() | {"image_png": "data:image/png;base64," + base64.b64encode(png).decode("ascii"),
+                                   "size": IMAGE_SIZE, "render_ms": round(render_ms, 1), "needle_tip_px": tip}
+        return {"shot": answer, "state": state}
 
     @app.post("/api/sessions/{sid}/needle")
     async def post_needle(sid: str, request: Request) -> dict[str, Any]:
@@ -207,8 +209,11 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
     @app.get("/api/sessions/{sid}/log")
     async def get_log(sid: str) -> JSONResponse:
         session, lock = sessions.get(sid)
-        with lock:
-            return JSONResponse(json.loads(json.dumps(log_document(session))))
+
+        def read() -> str:
+            with lock:
+                return json.dumps(log_document(session))
+        return Response(await run_in_threadpool(read), media_type="application/json")
 
     @app.get("/api/sessions/{sid}/reveal.png")
     async def get_reveal(sid: str) -> Response:
