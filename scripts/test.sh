@@ -3,5 +3,6 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup-venv.sh" test
+bash "$root/scripts/install-browser.sh"  # Debian's Chromium for the practice page's browser test (skipped without)
 cd "$root"
 exec "$root/.venv/bin/python" -m pytest "$@"

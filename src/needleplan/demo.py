@@ -80,6 +80,7 @@ def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:
           and all(shot["needle_tip_visible"] for shot in shots.values()) and shots["coaxial"]["needle_is_a_dot"]
           and set(LEVELS) <= set(planning["levels"]) and any(p["feasible"] for p in planning["plans"].values()))
     print(f"demo {'passed' if ok else 'FOUND PROBLEMS'}: results in {out}/")
+    print("practise the L4 left TFESI in a browser: .venv/bin/needleplan practice")
     summary["ok"] = ok
     return summary
 

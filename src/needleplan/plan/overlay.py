@@ -36,7 +36,7 @@ COLOURS: dict[str, str] = {
     "nerve": "#ff8c00",
     "lesion": "#ff3cc7",
     "entry": "#ff4d4d",
-    "plan needle": "#4da6ff",
+    "plan needle": "#c080ff",
 }
 _WHITE = (255, 255, 255)
 _PALE = (205, 212, 224)

@@ -34,7 +34,7 @@ _TARGET_LEVEL = "#f0c987"
 _ILIUM = "#c8c0b0"
 _BACKGROUND = "#1b1f27"
 _STYLE = {  # what -> (legend text, colour)
-    "needle": ("needle", "#d0d4da"),
+    "needle": ("planned needle", "#d0d4da"),
     "target": ("target", "#39ff14"),
     "entry": ("skin entry", "#ff4d4d"),
     "canal": ("vertebral canal", "#00e5ff"),

@@ -188,18 +188,23 @@ def _summary(session: "Session", score: dict[str, Any]) -> list[str]:
                      f"{first['action']}: " + "; ".join(first["violations"]) + ".")
     lines.extend(f"Warning: {w}." for w in safety["warnings"])
     radiation = score["radiation"]
-    lines.append(f"{radiation['shots']} shots (an expert takes about {radiation['expert_shots']}), dose proxy "
-                 f"{radiation['dose_proxy_cm2']:.0f} cm2, {radiation['uninformative_shots']} repeated without a "
-                 "change.")
+    lines.append(f"{_count(radiation['shots'], 'shot')} (an expert takes about {radiation['expert_shots']}), dose "
+                 f"proxy {radiation['dose_proxy_cm2']:.0f} cm2, {radiation['uninformative_shots']} repeating an "
+                 "earlier one.")
     missed = [f"{item['view']} ({_off_words(item['closest_deg'])})" for item in score["views"]["items"]
               if item["closest_deg"] is None or item["closest_deg"] > VIEW_FULL_DEG]
     lines.append("Plan views taken: all." if not missed else "Plan views missed: " + ", ".join(missed) + ".")
     eff = score["efficiency"]
-    lines.append(f"{eff['time_s']:.0f} s, {eff['path_mm']:.0f} mm of needle path, {eff['redirections']} "
-                 f"redirections, {eff['back_and_forth']} back-and-forth, {eff['punctures']} skin punctures.")
+    lines.append(f"{eff['time_s']:.0f} s, {eff['path_mm']:.0f} mm of needle path, "
+                 f"{_count(eff['redirections'], 'redirection')}, {eff['back_and_forth']} back-and-forth, "
+                 f"{_count(eff['punctures'], 'skin puncture')}.")
     lines.append(f"{score['points']:.0f}/100, {score['grade']}.")
     return lines
 
 
 def _off_words(angle_deg: float | None) -> str:
     return "never taken" if angle_deg is None else f"closest shot {angle_deg:.0f} degrees off"
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -224,7 +224,8 @@ class Session:
 
     def _shot(self, number: Any) -> Shot:
         if isinstance(number, bool) or not isinstance(number, int) or not 1 <= number <= len(self.shots):
-            raise PracticeInputError(f"no shot {number!r} in this session (shots 1-{len(self.shots)})", 404)
+            have = f"shots 1-{len(self.shots)}" if self.shots else "no shot taken yet"
+            raise PracticeInputError(f"no shot {number!r} in this session ({have})", 404)
         return self.shots[number - 1]
 
     # ---- the needle ----------------------------------------------------------------------------------------------
