@@ -28,7 +28,7 @@ from ..errors import NeedleplanError
 from . import imaging
 from .case import PROCEDURE_NAMES, PracticeCase
 from .log import log_document, log_name, write_log
-from .session import IMAGE_SIZE, LIMITS, PracticeInputError, Session
+from .session import IMAGE_SIZE, LIMITS, PracticeInputError, Session, presets
 
 STATIC = Path(__file__).parent / "static"
 #: Largest request body accepted (bytes); every valid request is far smaller.
@@ -116,16 +116,14 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
 
     def task() -> dict[str, Any]:
         plan = case.plan
-        sign = 1 if plan.side == "left" else -1
         return {"mode": "review" if review is not None else "practice", "case": case.name,
                 "procedure": plan.procedure, "procedure_name": PROCEDURE_NAMES[plan.procedure], "level": plan.level,
                 "side": plan.side, "approach": plan.approach, "in_words": case.task_words,
                 "target_in_words": plan.target_region.description,
                 "needle": {"gauge": plan.needle_choice.gauge, "length_mm": plan.needle_choice.length_mm},
                 "image_size": IMAGE_SIZE, "limits": {key: list(value) for key, value in LIMITS.items()},
-                "presets": {"ap": {"oblique_deg": 0, "tilt_deg": 0},
-                            "lateral": {"oblique_deg": 90 * sign, "tilt_deg": 0},
-                            "oblique": {"oblique_deg": 25 * sign, "tilt_deg": 0}}}
+                "presets": {name: {"oblique_deg": oblique, "tilt_deg": tilt}
+                            for name, (oblique, tilt) in presets(plan.side).items()}}
 
     def save(session: Session) -> None:
         write_log(session, log_dir)

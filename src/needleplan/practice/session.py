@@ -53,6 +53,12 @@ _SAMPLE_MM = 0.25
 _TRAINEE = re.compile(r"^[A-Za-z0-9 ._-]{0,60}$")
 
 
+def presets(side: str) -> dict[str, tuple[float, float]]:
+    """The C-arm presets as (oblique, tilt) degrees: AP, and lateral and 25 degrees oblique toward ``side``."""
+    sign = SIDE_SIGN[side]
+    return {"ap": (0.0, 0.0), "lateral": (90.0 * sign, 0.0), "oblique": (25.0 * sign, 0.0)}
+
+
 class PracticeInputError(NeedleplanError):
     """A request the simulator refuses; ``status`` is the HTTP status that says why (400, 404, 409, 422)."""
 
@@ -190,11 +196,10 @@ class Session:
         return self.state()
 
     def _preset(self, name: Any) -> tuple[float, float]:
-        sign = SIDE_SIGN[self.case.plan.side]
-        presets = {"ap": (0.0, 0.0), "lateral": (90.0 * sign, 0.0), "oblique": (25.0 * sign, 0.0)}
-        if name not in presets:
-            raise PracticeInputError(f"preset must be one of {', '.join(presets)}, got {name!r}", 422)
-        return presets[name]
+        named = presets(self.case.plan.side)
+        if name not in named:
+            raise PracticeInputError(f"preset must be one of {', '.join(named)}, got {name!r}", 422)
+        return named[name]
 
     # ---- shots ---------------------------------------------------------------------------------------------------
     def shoot(self, body: Any = None, at_s: float | None = None) -> tuple[Shot, CArm, list[Needle]]:
