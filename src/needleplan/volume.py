@@ -185,6 +185,20 @@ class Volume:
             self._derived[key] = compute(self)
         return self._derived[key]
 
+    def cropped_to(self, mask: np.ndarray, modality: str | None = None) -> "Volume":
+        """The volume cut to the bounding box of ``mask`` (bool, same shape) plus one voxel, at the same place in
+        the world; a single corner voxel when ``mask`` is empty. ``modality`` defaults to this volume's."""
+        start, stop = np.zeros(3, dtype=int), np.ones(3, dtype=int)  # (k, j, i)
+        if mask.any():
+            for axis in range(3):
+                hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+                start[axis] = max(hits[0] - 1, 0)
+                stop[axis] = min(hits[-1] + 2, self.shape[axis])
+        index_to_world = self.index_to_world.copy()
+        index_to_world[:3, 3] = self.index_to_world_points(start[::-1].astype(np.float64))
+        voxels = self.voxels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
+        return Volume(voxels, index_to_world, modality or self.modality, self.metadata)
+
     def resample(
         self,
         index_to_world: np.ndarray,

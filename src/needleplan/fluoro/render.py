@@ -216,17 +216,7 @@ def crop_to_labels(labels: Volume, ids: tuple[int, ...]) -> Volume:
     side, so in the margin (no chosen label) in the crop and in the whole map alike. With none of ``ids``
     present the crop is a single voxel that holds none of them.
     """
-    present = np.isin(labels.voxels, ids)
-    start, stop = np.zeros(3, dtype=int), np.ones(3, dtype=int)  # (k, j, i)
-    if present.any():
-        for axis in range(3):
-            hits = np.flatnonzero(present.any(axis=tuple(a for a in range(3) if a != axis)))
-            start[axis] = max(hits[0] - 1, 0)
-            stop[axis] = min(hits[-1] + 2, labels.shape[axis])
-    index_to_world = labels.index_to_world.copy()
-    index_to_world[:3, 3] = labels.index_to_world_points(start[::-1].astype(np.float64))
-    voxels = labels.voxels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
-    return Volume(voxels, index_to_world, "LABEL", labels.metadata)
+    return labels.cropped_to(np.isin(labels.voxels, ids), "LABEL")
 
 
 def _label_values(labels: Volume) -> tuple[int, ...]:

@@ -162,17 +162,8 @@ def crop_to_body(ct: Volume, air_hu: float = -900.0) -> Volume:
     dense = np.asarray(ct.hu) > air_hu
     if not dense.any():
         raise NeedleplanError("the CT holds nothing denser than air; there is no patient to practise on")
-    start, stop = [], []
-    for axis in range(3):
-        hits = np.flatnonzero(dense.any(axis=tuple(a for a in range(3) if a != axis)))
-        start.append(max(int(hits[0]) - 1, 0))
-        stop.append(min(int(hits[-1]) + 2, ct.shape[axis]))
-    if start == [0, 0, 0] and stop == list(ct.shape):
-        return ct
-    index_to_world = ct.index_to_world.copy()
-    index_to_world[:3, 3] = ct.index_to_world_points(np.array(start[::-1], dtype=np.float64))
-    voxels = ct.voxels[start[0]:stop[0], start[1]:stop[1], start[2]:stop[2]]
-    return Volume(voxels, index_to_world, ct.modality, ct.metadata)
+    cut = ct.cropped_to(dense)
+    return ct if cut.shape == ct.shape else cut  # the whole scan: keep its cached attenuation
 
 
 @functools.lru_cache(maxsize=2)
