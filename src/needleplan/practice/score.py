@@ -27,8 +27,6 @@ TIP_FALLOFF_MM = 10.0
 ANGLE_FULL_DEG, ANGLE_ZERO_DEG = 5.0, 30.0
 #: A plan view counts as taken when a shot came within this many degrees of it; zero points at the second.
 VIEW_FULL_DEG, VIEW_ZERO_DEG = 3.0, 15.0
-#: RFA: at least this much nerve inside the lesion, at most this angle between electrode and nerve [eng].
-RFA_CAPTURE_MM, RFA_ANGLE_DEG = 5.0, 20.0
 #: Shots an expert takes [eng; an expert MBB takes about 5 (lit)]; full radiation points up to twice this.
 EXPERT_SHOTS = {"tfesi": 8, "mbb": 5, "rfa": 8, "si": 6}
 WEIGHTS = {"tip": 40.0, "angle": 15.0, "safety": 15.0, "views": 15.0, "radiation": 15.0}
@@ -101,10 +99,11 @@ def _rfa(session: "Session") -> dict[str, Any]:
     plan, needle = session.case.plan, session.needle
     lesion = lesion_at(plan.nerve, needle.tip_mm, needle.direction, plan.options)
     captured, angle = lesion.nerve_captured_mm, lesion.electrode_to_nerve_deg
-    ok = captured >= RFA_CAPTURE_MM and angle <= RFA_ANGLE_DEG
-    share = min(1.0, captured / RFA_CAPTURE_MM) * float(np.clip(1.0 - (angle - RFA_ANGLE_DEG) / 20.0, 0.0, 1.0))
-    return {"nerve_captured_mm": captured, "electrode_to_nerve_deg": angle, "capture_aim_mm": RFA_CAPTURE_MM,
-            "max_angle_deg": RFA_ANGLE_DEG, "plan_captured_mm": plan.lesion.nerve_captured_mm,
+    aim_mm, max_deg = plan.options.rfa_capture_min_mm, plan.options.rfa_max_angle_deg  # the plan's own thresholds
+    ok = captured >= aim_mm and angle <= max_deg
+    share = min(1.0, captured / aim_mm) * float(np.clip(1.0 - (angle - max_deg) / 20.0, 0.0, 1.0))
+    return {"nerve_captured_mm": captured, "electrode_to_nerve_deg": angle, "capture_aim_mm": aim_mm,
+            "max_angle_deg": max_deg, "plan_captured_mm": plan.lesion.nerve_captured_mm,
             "plan_electrode_to_nerve_deg": plan.lesion.electrode_to_nerve_deg, "ok": ok,
             "points": WEIGHTS["tip"] * share, "of": WEIGHTS["tip"]}
 
@@ -177,9 +176,9 @@ def _summary(session: "Session", score: dict[str, Any]) -> list[str]:
         lines.append(f"Needle {angle['error_deg']:.1f} degrees off the planned direction "
                      f"({angle['oblique_error_deg']:+.1f} oblique, {angle['tilt_error_deg']:+.1f} tilt).")
     if rfa is not None:
-        lines.append(f"RF lesion captures {rfa['nerve_captured_mm']:.1f} mm of nerve (aim {RFA_CAPTURE_MM:g}; the "
-                     f"plan {rfa['plan_captured_mm']:.1f}) at {rfa['electrode_to_nerve_deg']:.0f} degrees to it "
-                     f"(at most {RFA_ANGLE_DEG:g}).")
+        lines.append(f"RF lesion captures {rfa['nerve_captured_mm']:.1f} mm of nerve (aim "
+                     f"{rfa['capture_aim_mm']:g}; the plan {rfa['plan_captured_mm']:.1f}) at "
+                     f"{rfa['electrode_to_nerve_deg']:.0f} degrees to it (at most {rfa['max_angle_deg']:g}).")
     if safety["violations"]:
         lines.append("UNSAFE at the end: " + "; ".join(safety["violations"]) + ".")
     if safety["violations_during"]:
