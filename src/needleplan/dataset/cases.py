@@ -8,7 +8,6 @@ no compression headers), so two runs of one config give identical folders.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from ..errors import NeedleplanError
 from ..fluoro import CArm
 from ..fluoro.render import crop_to_labels
 from ..io.atomic import atomic_file
+from ..phantoms import shared_phantom
 from ..volume import Volume
 from .config import CaseSpec, DatasetConfig
 
@@ -71,7 +71,7 @@ def case_folder(out_dir: Path, name: str) -> Path:
 def load_ct(spec: CaseSpec) -> Volume:
     """The case's CT: the built-in phantom for its seed, or the scan at its path."""
     if spec.phantom is not None:
-        return _phantom(spec.phantom, spec.spacing_mm).ct
+        return shared_phantom(spec.phantom, spec.spacing_mm).ct
     from ..io import load
 
     ct = load(spec.path)
@@ -101,14 +101,6 @@ def _sha256(ct: Volume) -> str:
     digest = hashlib.sha256(np.ascontiguousarray(ct.voxels).tobytes())
     digest.update(np.ascontiguousarray(ct.index_to_world, dtype=np.float64).tobytes())
     return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _phantom(seed: int, spacing_mm: float):  # noqa: ANN202 - a PhantomCase
-    """The phantom of a case, built once: its CT and its exact anatomy come from the same build."""
-    from ..phantoms import phantom
-
-    return phantom(seed=seed, spacing_mm=spacing_mm)
 
 
 def prepare_case(spec: CaseSpec, ct: Volume, name: str, config: DatasetConfig, out_dir: Path) -> dict[str, Any]:
@@ -184,7 +176,7 @@ def load_case(spec: CaseSpec, name: str, out_dir: Path) -> Case:
 
 def _spine(spec: CaseSpec, ct: Volume) -> Spine:
     if spec.phantom is not None:
-        return _phantom(spec.phantom, spec.spacing_mm).spine()
+        return shared_phantom(spec.phantom, spec.spacing_mm).spine()
     from ..segment import segment
 
     return segment(ct)

@@ -15,6 +15,7 @@ about 2 s on one core. Building paints each part only over its bounding box in i
 from __future__ import annotations
 
 import copy
+import functools
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,10 @@ def phantom(
     material_hu = np.array([recipe["materials"][name] for name in MATERIALS], dtype=np.float64)
     ct, labels, structures = volumes_from_paint(painted, affine, material_hu, int(seed), float(noise_hu), noise_rng)
     return PhantomCase(ct, labels, structures, anatomy.landmarks, recipe, int(seed), anatomy.parts)
+
+
+@functools.lru_cache(maxsize=2)
+def shared_phantom(seed: int, spacing_mm: float = 1.0) -> PhantomCase:
+    """The default phantom of ``seed`` at ``spacing_mm``, built once per process for the readers that share it (a
+    dataset's cases, the practice simulator): its CT and its exact anatomy come from the same build. Read only."""
+    return phantom(seed=seed, spacing_mm=spacing_mm)

@@ -6,7 +6,6 @@ A session never loads anything: it renders from :attr:`PracticeCase.ct`, checks 
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..anatomy import Spine
 from ..errors import NeedleplanError, describe_path
+from ..phantoms import shared_phantom
 from ..plan import Plan, plan
 from ..plan.scene import Scene, scene_for
 from ..volume import Volume
@@ -118,7 +118,7 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         raise NeedleplanError(f"side must be left or right, got {side!r}")
     level = level or DEFAULT_LEVEL[procedure]
     if path is None:
-        phantom = _phantom(int(seed))
+        phantom = shared_phantom(int(seed))
         ct, spine = phantom.ct, phantom.spine()
         name, source = f"phantom-{int(seed)}", {"phantom_seed": int(seed)}
     else:
@@ -165,9 +165,3 @@ def crop_to_body(ct: Volume, air_hu: float = -900.0) -> Volume:
     cut = ct.cropped_to(dense)
     return ct if cut.shape == ct.shape else cut  # the whole scan: keep its cached attenuation
 
-
-@functools.lru_cache(maxsize=2)
-def _phantom(seed: int):  # noqa: ANN202 - a PhantomCase
-    from ..phantoms import phantom
-
-    return phantom(seed=seed)
