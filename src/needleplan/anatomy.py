@@ -140,13 +140,59 @@ class Vertebra:
         return key in self.landmarks
 
 
+#: Below this numbering confidence a spine's levels are not trusted for planning unless a person confirmed them.
+MIN_NUMBERING_CONFIDENCE = 0.7
+
+
 @dataclass
 class Numbering:
-    """How the levels were named: the anchor used, a confidence and what was noticed (transitional anatomy...)."""
+    """How the levels were named: the anchor used, a confidence and what was noticed (transitional anatomy...).
+
+    Attributes
+    ----------
+    anchor : str
+        What the names hang on: "sacrum", "ribs", "sacrum+ribs", "labels" (the user's label file), "user" (a
+        level the user named at a point), "none"...
+    confidence : float
+        0-1: how sure the names are.
+    notes : list of str
+        What was noticed, in words: agreement or conflict between anchors, transitional anatomy.
+    anchors : dict of str to str
+        Every anchor that was looked for and what it said ("sacrum": "found; the vertebra above it is L5").
+    confirmed_by : str
+        Who confirmed the names ("" when nobody did): "user" for a level named at a point or an explicit
+        confirmation, "labels" for names read from the user's label file.
+    """
 
     anchor: str
     confidence: float
     notes: list[str] = field(default_factory=list)
+    anchors: dict[str, str] = field(default_factory=dict)
+    confirmed_by: str = ""
+
+    def confirmed(self, min_confidence: float = MIN_NUMBERING_CONFIDENCE) -> bool:
+        """Whether the names may be planned on: confirmed by a person, or automatic and at least this sure."""
+        if self.confirmed_by:
+            return True
+        return self.anchor != "none" and self.confidence >= min_confidence
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy."""
+        return {"anchor": self.anchor, "confidence": round(float(self.confidence), 3), "notes": list(self.notes),
+                "anchors": dict(self.anchors), "confirmed_by": self.confirmed_by}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Numbering:
+        """Inverse of :meth:`to_dict` (older documents without ``anchors``/``confirmed_by`` are read too)."""
+        return cls(str(data["anchor"]), float(data["confidence"]), [str(n) for n in data.get("notes", [])],
+                   {str(k): str(v) for k, v in dict(data.get("anchors", {})).items()},
+                   str(data.get("confirmed_by", "")))
+
+    def describe(self) -> str:
+        """One line: anchor, confidence and whether the names are confirmed."""
+        state = (f"confirmed by {self.confirmed_by}" if self.confirmed_by else
+                 "automatic" if self.confirmed() else "NOT CONFIRMED")
+        return f"levels numbered from {self.anchor} (confidence {self.confidence:.2f}, {state})"
 
 
 @dataclass
@@ -201,6 +247,18 @@ class Spine:
         """Names of the found vertebrae, cranial to caudal."""
         return list(self.vertebrae)
 
+    def renumber(self, anchors: dict[str, Any]) -> Spine:
+        """A copy whose levels are named from levels the user names at points; see :func:`needleplan.levels.renumber`."""
+        from .levels import renumber
+
+        return renumber(self, anchors)
+
+    def confirm_levels(self, by: str = "user") -> Spine:
+        """A copy whose automatic level names are marked as checked by a person (``by``)."""
+        from .levels import confirm_levels
+
+        return confirm_levels(self, by)
+
     def landmarks(self) -> dict[str, Any]:
         """All landmarks as one dict: level name -> landmarks, plus "pelvis"; the phantom's layout."""
         out: dict[str, Any] = {v.name: v.landmarks for v in self}
@@ -215,8 +273,7 @@ class Spine:
             "units": "mm",
             "modality": self.modality,
             "engine": self.engine,
-            "numbering": {"anchor": self.numbering.anchor, "confidence": self.numbering.confidence,
-                          "notes": list(self.numbering.notes)},
+            "numbering": self.numbering.to_dict(),
             "vertebrae": [
                 {"name": v.name, "label": v.label, "confidence": v.confidence, "notes": list(v.notes),
                  "landmarks": jsonable(v.landmarks)}
@@ -272,8 +329,7 @@ def landmarks_from_dict(data: dict[str, Any]) -> tuple[dict[str, Vertebra], dict
                                    landmark_arrays(item["landmarks"]), list(item.get("notes", [])))
             for item in data["vertebrae"]
         }
-        numbering = Numbering(data["numbering"]["anchor"], float(data["numbering"]["confidence"]),
-                              list(data["numbering"].get("notes", [])))
+        numbering = Numbering.from_dict(data["numbering"])
     except (KeyError, TypeError, ValueError) as error:
         raise NeedleplanError(f"not a needleplan landmarks document: {error!r}") from error
     return vertebrae, landmark_arrays(data.get("pelvis", {})), numbering

@@ -60,3 +60,7 @@ class GeometryError(NeedleplanError):
 def describe_path(path: str | os.PathLike[str]) -> str:
     """Return a path as it should appear in a message: as given, quoted."""
     return f"'{os.fspath(path)}'"
+
+
+class LevelsUnconfirmedError(NeedleplanError):
+    """The vertebra levels of a spine are not sure enough to plan on and nobody confirmed them."""

@@ -9,6 +9,8 @@ vertebra's own mask in its own frame. MRI gets the curve, discs, bodies and cana
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..anatomy import Spine
 from ..errors import NeedleplanError
 from ..volume import Volume
@@ -18,7 +20,7 @@ __all__ = ["segment"]
 ENGINES = ("classical", "totalsegmentator")
 
 
-def segment(volume: Volume, *, engine: str = "classical") -> Spine:
+def segment(volume: Volume, *, engine: str = "classical", anchors: dict[str, Any] | None = None) -> Spine:
     """Find, number and measure the vertebrae of a spine CT or MRI.
 
     Parameters
@@ -28,6 +30,10 @@ def segment(volume: Volume, *, engine: str = "classical") -> Spine:
     engine : {"classical", "totalsegmentator"}
         What makes the bone masks. "totalsegmentator" needs the ``totalsegmentator`` package and its weights
         installed; the landmarks are derived the same way.
+    anchors : dict of str to (3,) array-like, optional
+        Levels the user knows: name -> a world point (LPS mm) inside that vertebra (``{"L3": (x, y, z)}``), or a
+        disc name -> a point on the disc (``{"T9-T10": (x, y, z)}``). The levels are then named by counting from
+        them and marked confirmed (:func:`needleplan.levels.renumber`).
 
     Returns
     -------
@@ -40,7 +46,9 @@ def segment(volume: Volume, *, engine: str = "classical") -> Spine:
     if volume.modality == "MR":
         from .mri import segment_mri
 
-        return segment_mri(volume)
-    from .ct import segment_ct
+        spine = segment_mri(volume)
+    else:
+        from .ct import segment_ct
 
-    return segment_ct(volume, engine=engine)
+        spine = segment_ct(volume, engine=engine)
+    return spine.renumber(anchors) if anchors else spine
