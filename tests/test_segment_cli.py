@@ -64,7 +64,7 @@ def truth_segmentation(monkeypatch):
                   engine="stand-in")
     engines = []
 
-    def stand_in(volume, *, engine="classical"):
+    def stand_in(volume, *, engine="classical", anchors=None):
         engines.append(engine)
         return spine
 
@@ -87,7 +87,7 @@ def test_segment_writes_totalseg_ids_landmarks_and_picture(phantom_ct, truth_seg
     assert sorted(p.name for p in out.parent.iterdir()) == ["labels.nii.gz", "landmarks.json", "s.png"]
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{phantom_ct}: {len(spine.levels)} levels, {spine.levels[0]}-{spine.levels[-1]}")
-    assert "numbered from sacrum (confidence 0.50)" in lines[1] and "note: no ribs in view" in lines[2]
+    assert "numbered from sacrum (confidence 0.50, NOT CONFIRMED)" in lines[1] and "note: no ribs in view" in lines[2]
     for name in spine.levels:
         assert f"  {name:<4} confidence 0.75; {name} checked" in lines
     assert any(line.endswith(str(out)) and "totalseg ids" in line for line in lines)
@@ -104,7 +104,7 @@ def test_segment_writes_verse_ids_by_default(phantom_ct, truth_segmentation, tmp
 
 def test_a_spine_without_vertebrae_writes_nothing(phantom_ct, monkeypatch, tmp_path, capsys):
     empty = Spine(labels=npl.Volume(np.zeros((4, 4, 4), dtype=np.uint8), np.eye(4), "LABEL"), vertebrae={})
-    monkeypatch.setattr(sys.modules["needleplan.segment"], "segment", lambda volume, engine: empty)
+    monkeypatch.setattr(sys.modules["needleplan.segment"], "segment", lambda volume, engine, anchors=None: empty)
     assert main(["segment", str(phantom_ct), "-o", str(tmp_path / "labels.nii.gz")]) == 1
     assert "found no vertebrae" in one_error_line(capsys)
     assert not list(tmp_path.iterdir())

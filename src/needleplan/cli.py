@@ -92,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--engine", choices=ENGINES, default="classical",
                          help="what makes the masks (default classical; totalsegmentator needs that package "
                          "and its weights)")
+    segment.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
+                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
+                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
     segment.add_argument("--picture", type=Path, default=None, metavar="FILE.png",
                          help="also draw the labelled spine with its landmarks, seen from behind, as PNG")
     segment.add_argument("--series", default=None, metavar="UID",
@@ -171,6 +174,11 @@ def _parser() -> argparse.ArgumentParser:
                       help="TFESI: supraneural or infraneural (default: infraneural at L1-L3, supraneural below)")
     plan.add_argument("--size", type=int, default=512, metavar="N",
                       help="simulated fluoroscopy pixels per side, 64-4096 (default 512)")
+    plan.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
+                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
+                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
+    plan.add_argument("--levels-confirmed", action="store_true",
+                         help="you checked the automatic level numbering yourself: plan even when it is unsure")
     plan.add_argument("--engine", choices=ENGINES, default="classical", help="segmentation engine (default classical)")
     plan.add_argument("--series", default=None, metavar="UID",
                       help="DICOM SeriesInstanceUID or SeriesNumber when the input holds several series")
@@ -208,6 +216,11 @@ def _parser() -> argparse.ArgumentParser:
     practice.add_argument("--level", default=None, help="vertebra level (default L4; S1 for si)")
     practice.add_argument("--side", choices=("left", "right"), default="left", help="default left")
     practice.add_argument("--seed", type=int, default=0, help="phantom seed when no CASE is given (default 0)")
+    practice.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
+                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
+                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
+    practice.add_argument("--levels-confirmed", action="store_true",
+                         help="you checked the automatic level numbering yourself: plan even when it is unsure")
     practice.add_argument("--host", default="127.0.0.1",
                           help="address to listen on (default 127.0.0.1: this computer only)")
     practice.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed)")
@@ -226,7 +239,8 @@ def _practice(args: argparse.Namespace) -> int:
 
     return run_practice(args.case, procedure=args.procedure, level=args.level, side=args.side, seed=args.seed,
                         host=args.host, port=args.port, log_dir=args.log_dir, max_sessions=args.max_sessions,
-                        open_browser=args.open, review=args.review)
+                        open_browser=args.open, review=args.review, anchors=_level_anchors(args),
+                        levels_confirmed=args.levels_confirmed)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -273,7 +287,7 @@ def _segment(args: argparse.Namespace) -> int:
             raise NeedleplanError(f"{flag} {describe_path(path)} must be a {suffix} file")
     _refuse_writing_into(args.path, [args.out, args.landmarks, args.picture])
     volume = load(args.path, series=args.series, resample=args.resample)
-    spine = segment(volume, engine=args.engine)
+    spine = segment(volume, engine=args.engine, anchors=_level_anchors(args))
     if not spine.vertebrae:
         raise NeedleplanError(f"found no vertebrae in {describe_path(args.path)}; nothing was written")
     labels = spine.labels
@@ -293,7 +307,8 @@ def _segment_summary(source: Path, spine: Spine, written: dict[str, Path]) -> li
     numbering = spine.numbering
     lines = [f"{source}: {len(spine.vertebrae)} levels, {spine.levels[0]}-{spine.levels[-1]} "
              f"({spine.modality}, {spine.engine} masks)",
-             f"  numbered from {numbering.anchor} (confidence {numbering.confidence:.2f})"]
+             f"  {numbering.describe()}"]
+    lines += [f"  anchor {name}: {said}" for name, said in numbering.anchors.items()]
     lines += [f"  note: {note}" for note in numbering.notes]
     for vertebra in spine:
         notes = f"; {'; '.join(vertebra.notes)}" if vertebra.notes else ""
@@ -301,6 +316,23 @@ def _segment_summary(source: Path, spine: Spine, written: dict[str, Path]) -> li
     lines += [f"  unavailable: {what}: {why}" for what, why in spine.unavailable.items()]
     lines += [f"  {what}: {path}" for what, path in written.items()]
     return lines
+
+
+def _level_anchors(args: argparse.Namespace) -> dict[str, tuple[float, float, float]] | None:
+    """``--level-at X Y Z LEVEL`` options as segment()'s anchors (level name -> world point)."""
+    if not args.level_at:
+        return None
+    anchors: dict[str, tuple[float, float, float]] = {}
+    for *numbers, level in args.level_at:
+        try:
+            point = tuple(float(n) for n in numbers)
+        except ValueError:
+            raise NeedleplanError(f"--level-at takes X Y Z (mm) then a level, as in --level-at 10 42.5 -210 L3; got "
+                                  f"{' '.join([*numbers, level])!r}") from None
+        if not all(math.isfinite(v) for v in point):
+            raise NeedleplanError(f"--level-at needs finite coordinates, got {' '.join(numbers)}")
+        anchors[level.upper()] = point  # type: ignore[assignment]
+    return anchors
 
 
 def _write_json(document: dict, path: Path) -> Path:
@@ -389,9 +421,12 @@ def _plan(args: argparse.Namespace) -> int:
     volume, source = _plan_input(args)
     from .segment import segment
 
-    spine = segment(volume, engine=args.engine)
+    spine = segment(volume, engine=args.engine, anchors=_level_anchors(args))
     if not spine.vertebrae:
         raise NeedleplanError(f"found no vertebrae in {source}; nothing was planned")
+    if args.levels_confirmed:
+        spine = spine.confirm_levels()
+    print(f"{source}: {spine.numbering.describe()}")
     plans, skipped = request(spine)
     written = write_plan_outputs(volume, spine, plans, args.out, skipped=skipped, single=not (args.all or args.joint),
                                  size=args.size, source=source)

@@ -185,6 +185,9 @@ class Plan:
     search: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     options: PlanOptions = field(default_factory=PlanOptions)
+    numbering: dict[str, Any] = field(default_factory=dict)
+    """How the spine's levels were named (:meth:`needleplan.anatomy.Numbering.to_dict`): anchor, confidence,
+    anchors, who confirmed them."""
 
     @property
     def name(self) -> str:
@@ -211,6 +214,7 @@ class Plan:
         return _round({
             "schema": "needleplan.plan/1",
             "frame": "LPS", "units": {"length": "mm", "angle": "degrees"},
+            "numbering": self.numbering,
             "procedure": self.procedure, "level": self.level, "side": self.side, "approach": self.approach,
             "feasible": self.feasible, "reason": self.reason,
             "target_mm": self.target_mm, "target_region": self.target_region.to_dict(),

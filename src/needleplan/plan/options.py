@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..anatomy import MIN_NUMBERING_CONFIDENCE
 from ..errors import NeedleplanError
 
 
@@ -14,6 +15,12 @@ class PlanOptions:
 
     Distances in mm, angles in degrees. The defaults are the [eng] figures of CLINICAL.md sections 1-6.
     """
+
+    # levels
+    min_numbering_confidence: float = MIN_NUMBERING_CONFIDENCE
+    """A spine whose automatic level numbering is less sure than this (0-1), or has no anchor, is not planned on
+    until a person confirms or corrects its levels (:meth:`needleplan.anatomy.Spine.renumber`,
+    :meth:`~needleplan.anatomy.Spine.confirm_levels`)."""
 
     # targets
     below_pedicle_mm: float = 2.0

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..anatomy import LEVEL_ORDER, SIDES, Spine, level_below
-from ..errors import NeedleplanError
+from ..errors import LevelsUnconfirmedError, NeedleplanError
 from . import setups
 from .assemble import complete
 from .model import Plan
@@ -52,6 +52,8 @@ def plan(spine: Spine, procedure: str, level: str | None = None, side: str | Non
 
     Raises
     ------
+    LevelsUnconfirmedError
+        The spine's level names are less sure than ``min_numbering_confidence`` and nobody confirmed them.
     NeedleplanError
         Unknown procedure, side or option; a level the procedure does not support or the scan does not hold; a
         landmark the plan needs is missing.
@@ -61,6 +63,14 @@ def plan(spine: Spine, procedure: str, level: str | None = None, side: str | Non
         raise NeedleplanError(f"unknown procedure {procedure!r}; choose one of {', '.join(PROCEDURES)}")
     if side not in SIDES:
         raise NeedleplanError(f"side must be 'left' or 'right', got {side!r}")
+    require_confirmed_levels(spine, opts.min_numbering_confidence)
+    result = _plan(spine, procedure, level, side, approach, opts)
+    result.numbering = spine.numbering.to_dict()
+    return result
+
+
+def _plan(spine: Spine, procedure: str, level: str | None, side: str, approach: str | None,
+          opts: PlanOptions) -> Plan:
     scene = scene_for(spine)
     if procedure == "tfesi":
         level = _check_level(spine, level, _TFESI_LEVELS, "TFESI", "L1-L5 and S1")
@@ -128,6 +138,7 @@ def plan_all(spine: Spine, procedures: tuple[str, ...] = PROCEDURES, **overrides
     for procedure in procedures:
         if procedure not in PROCEDURES:
             raise NeedleplanError(f"unknown procedure {procedure!r}; choose from {', '.join(PROCEDURES)}")
+    require_confirmed_levels(spine, make_options(**overrides).min_numbering_confidence)
     scene_for(spine)
     jobs: list[tuple[str, str, str]] = []
     for procedure in procedures:
@@ -148,6 +159,20 @@ def plan_all(spine: Spine, procedures: tuple[str, ...] = PROCEDURES, **overrides
 
 
 # ---- levels -------------------------------------------------------------------------------------------------------
+def require_confirmed_levels(spine: Spine, min_confidence: float) -> None:
+    """Refuse a spine whose level names are unsure and unconfirmed, saying how to confirm or correct them."""
+    numbering = spine.numbering
+    if numbering.confirmed(min_confidence):
+        return
+    why = "; ".join(numbering.notes[:2]) or "no reason recorded"
+    raise LevelsUnconfirmedError(
+        f"the vertebra levels of this scan are not confirmed, so nothing is planned: they were numbered from "
+        f"{numbering.anchor} with confidence {numbering.confidence:.2f} (planning needs {min_confidence:.2f}): "
+        f"{why}. Name one level you are sure of at a point inside it, read from your viewer (command line: "
+        f"--level-at X Y Z L3; Python: npl.segment(volume, anchors={{'L3': (x, y, z)}}) or spine.renumber(...)), "
+        f"or, after checking the count yourself, --levels-confirmed (spine.confirm_levels())")
+
+
 def _check_level(spine: Spine, level: str | None, allowed: tuple[str, ...], what: str, words: str) -> str:
     if level not in allowed:
         raise NeedleplanError(f"{what} is planned at {words}; got level {level!r}")
@@ -174,4 +199,4 @@ def _check_nerve(spine: Spine, level: str | None, procedure: str) -> str:
 # ---- procedures ---------------------------------------------------------------------------------------------------
 
 
-__all__ = ["PROCEDURES", "CasePlans", "plan", "plan_all", "plan_joint", "vertebra_below"]
+__all__ = ["PROCEDURES", "CasePlans", "plan", "plan_all", "plan_joint", "require_confirmed_levels", "vertebra_below"]

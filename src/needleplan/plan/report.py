@@ -44,6 +44,8 @@ vertical-align:top}th{background:#eef2f7}td.num{text-align:right;font-variant-nu
 figure{margin:0}.views{display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:1em}
 .views img{width:100%;height:auto;border:1px solid #c9d1dd}.picture img{max-width:100%;height:auto}
 figcaption{font-size:.92em}small{color:#4a5365}
+.levels{padding:.5em .9em;margin:.8em 0;border-left:6px solid}.levels.confirmed{background:#e8f4ec;border-color:#17663a}
+.levels.automatic{background:#fff4e0;border-color:#e0a030}.levels ul{margin:.3em 0 0}
 """
 
 
@@ -142,6 +144,7 @@ def report_html(plans: Sequence[Plan], *, views: Mapping[str, Sequence[tuple[Vie
                  "prone; C-arm angles as the operator sets them (oblique toward the patient's left or right, caudal "
                  "tilt = detector toward the feet). Nerves are modelled from bone landmarks, not seen. A planning "
                  "aid: check every step on the live images.</p>\n")
+    parts.append(_levels_banner(plans))
     if len(plans) > 1 or skipped:
         parts.append(_summary_table(plans, skipped))
     for plan in plans:
@@ -157,6 +160,23 @@ def write_report(path: str | os.PathLike[str], plans: Sequence[Plan], **options:
     with atomic_file(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def _levels_banner(plans: Sequence[Plan]) -> str:
+    """How the levels were named, at the top: every plan inherits the numbering's certainty."""
+    numberings = {repr(plan.numbering): plan.numbering for plan in plans if plan.numbering}
+    out = []
+    for numbering in numberings.values():
+        confirmed = bool(numbering.get("confirmed_by"))
+        state = (f"confirmed by the {numbering['confirmed_by']}" if confirmed else
+                 "automatic, not confirmed by a person: count the levels on the live images before treating")
+        items = [f"{name}: {said}" for name, said in numbering.get("anchors", {}).items()]
+        items += list(numbering.get("notes", []))
+        listed = "".join(f"<li>{_e(item)}</li>" for item in items)
+        out.append(f"<div class=\"levels {'confirmed' if confirmed else 'automatic'}\"><strong>Levels numbered from "
+                   f"{_e(numbering.get('anchor', '?'))}, confidence {float(numbering.get('confidence', 0)):.2f}; "
+                   f"{_e(state)}.</strong><ul>{listed}</ul></div>\n")
+    return "".join(out)
 
 
 def _summary_table(plans: Sequence[Plan], skipped: Mapping[str, str]) -> str:

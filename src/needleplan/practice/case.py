@@ -89,7 +89,8 @@ class PracticeCase:
 
 
 def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "tfesi", level: str | None = None,
-                 side: str = "left", *, seed: int = 0) -> PracticeCase:
+                 side: str = "left", *, seed: int = 0, anchors: dict[str, Any] | None = None,
+                 levels_confirmed: bool = False) -> PracticeCase:
     """Load (or build) the case, segment it, and plan the task.
 
     Parameters
@@ -104,11 +105,16 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         "left" or "right".
     seed : int
         The phantom's seed (with no ``path``).
+    anchors : dict, optional
+        Levels named at world points, for a scan (:func:`needleplan.segment`).
+    levels_confirmed : bool
+        The user checked the scan's automatic level names (:meth:`~needleplan.anatomy.Spine.confirm_levels`).
 
     Raises
     ------
     NeedleplanError
-        A scan that is not a CT, a spine without that level, or a task with no safe straight path.
+        A scan that is not a CT, unconfirmed levels, a spine without that level, or a task with no safe straight
+        path.
     """
     from ..dataset.cases import content_digest
 
@@ -129,7 +135,9 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         if ct.modality != "CT":
             raise NeedleplanError(f"practice needs a CT; {describe_path(Path(path))} is {ct.modality} (simulated "
                                   "fluoroscopy needs X-ray attenuation)")
-        spine = segment(ct)
+        spine = segment(ct, anchors=anchors)
+        if levels_confirmed:
+            spine = spine.confirm_levels()
         name, source = "case-" + content_digest(ct)[:12], {"scan": True}
     task = plan(spine, procedure, level, side)
     if not task.feasible:

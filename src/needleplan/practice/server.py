@@ -120,6 +120,7 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
                 "procedure": plan.procedure, "procedure_name": PROCEDURE_NAMES[plan.procedure], "level": plan.level,
                 "side": plan.side, "approach": plan.approach, "in_words": case.task_words,
                 "target_in_words": plan.target_region.description,
+                "levels": {**case.spine.numbering.to_dict(), "in_words": case.spine.numbering.describe()},
                 "needle": {"gauge": plan.needle_choice.gauge, "length_mm": plan.needle_choice.length_mm},
                 "image_size": IMAGE_SIZE, "limits": {key: list(value) for key, value in LIMITS.items()},
                 "presets": {name: {"oblique_deg": oblique, "tilt_deg": tilt}

@@ -254,6 +254,7 @@
     if (needle.gauge !== undefined) parts.push(`${needle.gauge} G`);
     if (isNum(needle.length_mm)) parts.push(`${fmt(needle.length_mm, 0)} mm needle`);
     $("task-needle").textContent = parts.join(", ");
+    $("task-levels").textContent = t.levels ? t.levels.in_words : "";
     $("task-case").textContent = t.case ? `case ${t.case}${t.mode === "review" ? " \u00b7 review" : ""}` : "";
     document.title = `${t.in_words || "needleplan"} \u2014 practice`;
     applyLimits(t.limits || {});
