@@ -27,6 +27,13 @@ CANAL_AREA_MM2 = (40.0, 1200.0)
 CANAL_ABOVE_SOFT_HU = 30.0
 #: Shortest canal that counts as a spine, mm.
 MIN_CANAL_MM = 30.0
+#: A vertebral body: bone reaching at least this far in front of the canal (AP run along the canal's centre)...
+MIN_BODY_DEPTH_MM = 14.0
+#: ...starting within this distance of the canal's front wall (the posterior longitudinal ligament, the cortex)...
+BODY_GAP_MM = 6.0
+#: ...in at least this share of the canal's slices (discs and cut ends make up the rest). A long bone's marrow
+#: canal (femur, tibia, humerus) has only its cortex, a few mm, in front of it.
+MIN_BODY_SHARE = 0.3
 #: Smoothing of the canal centroids along the curve (Gaussian sigma, mm).
 SMOOTH_MM = 8.0
 
@@ -91,11 +98,33 @@ def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu
     if chain_count == 0:
         return kept
     chains = np.where(kept, chains, 0)
-    extent = np.array([s[0].stop - s[0].start if s is not None else 0 for s in ndimage.find_objects(chains)])
-    best = int(np.argmax(extent)) + 1
-    if extent[best - 1] * spacing_mm < MIN_CANAL_MM:
-        return np.zeros(bone.shape, dtype=bool)
-    return chains == best
+    boxes = ndimage.find_objects(chains)
+    extent = np.array([box[0].stop - box[0].start if box is not None else 0 for box in boxes])
+    for best in np.argsort(extent)[::-1] + 1:  # the longest chain with a vertebral body in front of it
+        if extent[best - 1] * spacing_mm < MIN_CANAL_MM:
+            break
+        canal = chains == best
+        if body_in_front_share(canal, bone, spacing_mm) >= MIN_BODY_SHARE:
+            return canal
+    return np.zeros(bone.shape, dtype=bool)
+
+
+def body_in_front_share(canal: np.ndarray, bone: np.ndarray, spacing_mm: float) -> float:
+    """Share of the canal's axial slices with a vertebral body in front: a bone run of at least
+    :data:`MIN_BODY_DEPTH_MM` toward anterior (-y on the LPS grid) that starts within :data:`BODY_GAP_MM` of the
+    canal's front wall, on the canal's centre column."""
+    slices = np.nonzero(canal.any(axis=(1, 2)))[0]
+    gap, depth = int(round(BODY_GAP_MM / spacing_mm)), int(np.ceil(MIN_BODY_DEPTH_MM / spacing_mm))
+    found = 0
+    for z in slices:
+        ys, xs = np.nonzero(canal[z])
+        column = bone[z, :ys.min(), int(round(xs.mean()))][::-1]  # from the front wall forward
+        start = np.flatnonzero(column[:gap + 1])
+        if start.size:
+            run = column[start[0]:]
+            stop = np.flatnonzero(~run)
+            found += int((stop[0] if stop.size else run.size) >= depth)
+    return found / slices.size if slices.size else 0.0
 
 
 def spine_curve(canal: np.ndarray, affine: np.ndarray) -> SpineCurve:
