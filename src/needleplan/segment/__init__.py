@@ -12,13 +12,15 @@ from __future__ import annotations
 from ..anatomy import Spine
 from ..errors import NeedleplanError
 from ..volume import Volume
+from .user_labels import UserLabels, read_user_labels
 
 __all__ = ["segment"]
 
 ENGINES = ("classical", "totalsegmentator")
 
 
-def segment(volume: Volume, *, engine: str = "classical") -> Spine:
+def segment(volume: Volume, *, engine: str = "classical",
+            labels: UserLabels | None = None, convention: str = "auto") -> Spine:
     """Find, number and measure the vertebrae of a spine CT or MRI.
 
     Parameters
@@ -28,6 +30,13 @@ def segment(volume: Volume, *, engine: str = "classical") -> Spine:
     engine : {"classical", "totalsegmentator"}
         What makes the bone masks. "totalsegmentator" needs the ``totalsegmentator`` package and its weights
         installed; the landmarks are derived the same way.
+    labels : path, Volume or dict, optional
+        The user's own vertebra labels instead of an engine (:func:`.user_labels.read_user_labels`): a label
+        file, a Volume of modality LABEL, a TotalSegmentator output folder, or ``{"T12": mask_file}``. Their
+        names are taken as confirmed levels (numbering anchor "labels").
+    convention : {"auto", "totalseg", "verse"}
+        The ids of a ``labels`` file or Volume: TotalSegmentator v2 ``total`` ids, VerSe ids, or decided from
+        the ids present.
 
     Returns
     -------
@@ -37,10 +46,18 @@ def segment(volume: Volume, *, engine: str = "classical") -> Spine:
         raise NeedleplanError(f"unknown segmentation engine {engine!r}; choose one of {', '.join(ENGINES)}")
     if not isinstance(volume, Volume):
         raise NeedleplanError(f"segment() needs a needleplan Volume (from npl.load), got {type(volume).__name__}")
+    from .ct import segment_ct, spine_from_labels
+
+    if labels is not None:
+        if engine != "classical":
+            raise NeedleplanError(f"give either your own labels or engine={engine!r}, not both")
+        return spine_from_labels(volume, *read_user_labels(labels, volume, convention), engine="labels")
     if volume.modality == "MR":
         from .mri import segment_mri
 
         return segment_mri(volume)
-    from .ct import segment_ct
+    if engine == "totalsegmentator":
+        from .totalseg_engine import totalseg_masks, totalseg_numbering
 
-    return segment_ct(volume, engine=engine)
+        return spine_from_labels(volume, totalseg_masks(volume), totalseg_numbering(), engine=engine)
+    return segment_ct(volume)
