@@ -9,6 +9,7 @@ import webbrowser
 from pathlib import Path
 
 from ..errors import NeedleplanError
+from ..segment.user_labels import UserLabels
 from .case import prepare_case
 from .log import read_log, replay
 
@@ -16,7 +17,8 @@ from .log import read_log, replay
 def run_practice(case_path: str | os.PathLike[str] | None = None, *, procedure: str = "tfesi",
                  level: str | None = None, side: str = "left", seed: int = 0, host: str = "127.0.0.1", port: int = 0,
                  log_dir: str | os.PathLike[str] = "practice-logs", max_sessions: int = 8, open_browser: bool = False,
-                 review: str | os.PathLike[str] | None = None) -> int:
+                 review: str | os.PathLike[str] | None = None, labels: UserLabels | None = None,
+                 labels_convention: str = "auto") -> int:
     """Run the simulator (or the review of a saved session) until interrupted; returns the exit status."""
     import uvicorn
 
@@ -35,7 +37,8 @@ def run_practice(case_path: str | os.PathLike[str] | None = None, *, procedure: 
             seed = int(source["phantom_seed"])
     print(f"needleplan practice: preparing {'the phantom' if case_path is None else case_path} "
           f"({procedure} {level or ''} {side})...", flush=True)
-    case = prepare_case(case_path, procedure, level, side, seed=seed)
+    case = prepare_case(case_path, procedure, level, side, seed=seed, labels=labels,
+                        labels_convention=labels_convention)
     if document is not None:
         session = replay(case, document)
         for line in (session.score or {}).get("summary", ["the session was not finished"]):

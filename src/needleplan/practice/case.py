@@ -19,6 +19,7 @@ from ..errors import NeedleplanError, describe_path
 from ..phantoms import shared_phantom
 from ..plan import Plan, plan
 from ..plan.scene import Scene, scene_for
+from ..segment.user_labels import UserLabels
 from ..volume import Volume
 
 #: Procedure names in words.
@@ -89,7 +90,8 @@ class PracticeCase:
 
 
 def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "tfesi", level: str | None = None,
-                 side: str = "left", *, seed: int = 0) -> PracticeCase:
+                 side: str = "left", *, seed: int = 0, labels: UserLabels | None = None,
+                 labels_convention: str = "auto") -> PracticeCase:
     """Load (or build) the case, segment it, and plan the task.
 
     Parameters
@@ -104,6 +106,9 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         "left" or "right".
     seed : int
         The phantom's seed (with no ``path``).
+    labels : path, Volume or dict, optional
+        The user's own vertebra labels of the scan, and their id convention: see :func:`needleplan.segment`.
+    labels_convention : {"auto", "totalseg", "verse"}
 
     Raises
     ------
@@ -118,6 +123,8 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         raise NeedleplanError(f"side must be left or right, got {side!r}")
     level = level or DEFAULT_LEVEL[procedure]
     if path is None:
+        if labels is not None:
+            raise NeedleplanError("your own labels need the scan they were made on; give it as the case")
         phantom = shared_phantom(int(seed))
         ct, spine = phantom.ct, phantom.spine()
         name, source = f"phantom-{int(seed)}", {"phantom_seed": int(seed)}
@@ -129,7 +136,7 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         if ct.modality != "CT":
             raise NeedleplanError(f"practice needs a CT; {describe_path(Path(path))} is {ct.modality} (simulated "
                                   "fluoroscopy needs X-ray attenuation)")
-        spine = segment(ct)
+        spine = segment(ct, labels=labels, convention=labels_convention)
         name, source = "case-" + content_digest(ct)[:12], {"scan": True}
     task = plan(spine, procedure, level, side)
     if not task.feasible:

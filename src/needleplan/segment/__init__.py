@@ -51,7 +51,7 @@ def segment(volume: Volume, *, engine: str = "classical",
     if labels is not None:
         if engine != "classical":
             raise NeedleplanError(f"give either your own labels or engine={engine!r}, not both")
-        return spine_from_labels(volume, *read_user_labels(labels, volume, convention), engine="labels")
+        return spine_from_labels(volume, *read_user_labels(labels, volume, convention), engine="user labels")
     if volume.modality == "MR":
         from .mri import segment_mri
 

@@ -32,6 +32,15 @@ def mask_id(name: str) -> int | None:
     return ILIUM_IDS[side] if side != key and side in ILIUM_IDS else None
 
 
+def totalseg_mask_id(name: str) -> int | None:
+    """Our label id of a mask TotalSegmentator writes ("vertebrae_L4", "sacrum", "hip_left"); None for its other
+    structures, and for any file it does not write (a scan named "t2.nii.gz" is not the T2 vertebra)."""
+    level = name.removeprefix("vertebrae_")
+    if level in TOTALSEG_IDS and level != name or name in ("sacrum", "hip_left", "hip_right"):
+        return mask_id(name)
+    return None
+
+
 def to_our_ids(ids: np.ndarray, convention: str) -> np.ndarray:
     """A label array in ``convention`` ("totalseg" or "verse") -> our ids (uint8); unused structures become 0.
 
@@ -86,9 +95,9 @@ def choose_convention(ids: set[int]) -> tuple[str, str]:
         return "verse", "its ids mean the same levels in VerSe's and TotalSegmentator's ids"
     others = sorted(ids - TOTALSEG_SPINE)
     if others:
-        return "verse", (f"ids {_listed(others)} are spine structures in VerSe's ids (60, 61 our ilia) but would be "
-                         "organs or vessels in TotalSegmentator's, whose maps then also hold ids above 28 (aorta, "
-                         "spinal cord, hips)")
+        return "verse", (f"ids {_listed(others)} name vertebrae or ilia in VerSe's ids but organs or vessels in "
+                         "TotalSegmentator's, whose maps of a spine also hold ids above 28 (aorta, spinal cord, "
+                         "hips)")
     raise NeedleplanError(f"its ids ({_listed(sorted(ids))}) are vertebrae in both TotalSegmentator's and VerSe's "
                           "ids, with different names; say which: convention='totalseg' or 'verse' "
                           "(--labels-convention)")

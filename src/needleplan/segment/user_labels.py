@@ -27,7 +27,7 @@ from ..anatomy import ILIUM_IDS, LEVEL_ORDER, VERSE_NAMES, Numbering
 from ..errors import InputNotFoundError, NeedleplanError, describe_path
 from ..io.files import IMAGE_FILE_SUFFIXES, is_image_file_name, read_image_file
 from ..volume import Volume
-from .label_conventions import CONVENTIONS, choose_convention, mask_id, to_our_ids
+from .label_conventions import CONVENTIONS, choose_convention, mask_id, to_our_ids, totalseg_mask_id
 
 #: What ``segment(labels=...)`` takes: a label file or folder, a label Volume, or names -> binary masks.
 UserLabels = Union[str, os.PathLike, Volume, Mapping[str, Union[str, os.PathLike, Volume]]]
@@ -141,13 +141,12 @@ def labels_on_ct(found: Volume, name: str, volume: Volume, convention: str) -> t
 
 
 def _folder_masks(folder: Path) -> list[tuple[int, Volume, str]]:
-    """The known structures' masks in a folder (TotalSegmentator's names, or level names), empty ones left out."""
-    named = [(mask_id(_stem(path)), path) for path in sorted(folder.iterdir()) if is_image_file_name(path)]
+    """The vertebra, sacrum and hip masks of a TotalSegmentator output folder, empty ones left out."""
+    named = [(totalseg_mask_id(_stem(path)), path) for path in sorted(folder.iterdir()) if is_image_file_name(path)]
     known = [(label, path) for label, path in named if label is not None]
     if not known:
         raise NeedleplanError(f"folder {describe_path(folder)} holds no vertebra, sacrum or hip masks named as "
-                              "TotalSegmentator names them (vertebrae_L4.nii.gz, sacrum.nii.gz, hip_left.nii.gz) or "
-                              "by level (L4.nii.gz)")
+                              "TotalSegmentator names them (vertebrae_L4.nii.gz, sacrum.nii.gz, hip_left.nii.gz)")
     masks = [(label, read_image_file(path, modality="LABEL"), describe_path(path)) for label, path in known]
     found = [(label, mask, name) for label, mask, name in masks if np.any(mask.voxels)]
     if not found:
@@ -174,8 +173,7 @@ def _paint(masks: list[tuple[int, Volume, str]], volume: Volume, what: str) -> t
             outside.append(name)
     if not out.any():
         raise NeedleplanError(f"none of {what} overlaps the CT; were they made on this scan?")
-    labels = Volume(out, volume.index_to_world, "LABEL", {"source": "user labels", "convention": "verse"})
-    return labels, _outside_note(outside)
+    return Volume(out, volume.index_to_world, "LABEL", {"source": what, "convention": "verse"}), _outside_note(outside)
 
 
 def _on_grid(labels: Volume, volume: Volume, name: str, check: bool = True) -> Volume:
@@ -189,7 +187,7 @@ def _on_grid(labels: Volume, volume: Volume, name: str, check: bool = True) -> V
                  f"its box {_mm(low)}..{_mm(high)} does not overlap the CT's {_mm(ct_low)}..{_mm(ct_high)} (LPS mm)")
         raise NeedleplanError(f"{name} does not fit this CT: {where}; were these labels made on this scan?")
     return Volume(np.asarray(placed.voxels, dtype=np.uint8), volume.index_to_world, "LABEL",
-                  {"source": "user labels", "convention": "verse"})
+                  {"source": name, "convention": "verse"})
 
 
 def _outside_note(outside: list[str]) -> list[str]:
