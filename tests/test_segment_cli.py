@@ -64,7 +64,7 @@ def truth_segmentation(monkeypatch):
                   engine="stand-in")
     engines = []
 
-    def stand_in(volume, *, engine="classical", anchors=None):
+    def stand_in(volume, *, engine="classical", **options):
         engines.append(engine)
         return spine
 
@@ -104,7 +104,7 @@ def test_segment_writes_verse_ids_by_default(phantom_ct, truth_segmentation, tmp
 
 def test_a_spine_without_vertebrae_writes_nothing(phantom_ct, monkeypatch, tmp_path, capsys):
     empty = Spine(labels=npl.Volume(np.zeros((4, 4, 4), dtype=np.uint8), np.eye(4), "LABEL"), vertebrae={})
-    monkeypatch.setattr(sys.modules["needleplan.segment"], "segment", lambda volume, engine, anchors=None: empty)
+    monkeypatch.setattr(sys.modules["needleplan.segment"], "segment", lambda volume, **options: empty)
     assert main(["segment", str(phantom_ct), "-o", str(tmp_path / "labels.nii.gz")]) == 1
     assert "found no vertebrae" in one_error_line(capsys)
     assert not list(tmp_path.iterdir())

@@ -215,7 +215,7 @@ class Spine:
     modality : str
         "CT" or "MR".
     engine : str
-        What made the masks ("classical", "totalsegmentator").
+        What made the masks ("classical", "totalsegmentator", "user labels").
     unavailable : dict of str to str
         Landmarks this image cannot give, with the reason (e.g. MRI: cortical landmarks).
     """

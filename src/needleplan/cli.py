@@ -92,9 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("--engine", choices=ENGINES, default="classical",
                          help="what makes the masks (default classical; totalsegmentator needs that package "
                          "and its weights)")
-    segment.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
-                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
-                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
+    _add_labels_arguments(segment)
+    _add_level_arguments(segment, confirm=False)
     segment.add_argument("--picture", type=Path, default=None, metavar="FILE.png",
                          help="also draw the labelled spine with its landmarks, seen from behind, as PNG")
     segment.add_argument("--series", default=None, metavar="UID",
@@ -174,12 +173,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="TFESI: supraneural or infraneural (default: infraneural at L1-L3, supraneural below)")
     plan.add_argument("--size", type=int, default=512, metavar="N",
                       help="simulated fluoroscopy pixels per side, 64-4096 (default 512)")
-    plan.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
-                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
-                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
-    plan.add_argument("--levels-confirmed", action="store_true",
-                         help="you checked the automatic level numbering yourself: plan even when it is unsure")
+    _add_level_arguments(plan)
     plan.add_argument("--engine", choices=ENGINES, default="classical", help="segmentation engine (default classical)")
+    _add_labels_arguments(plan)
     plan.add_argument("--series", default=None, metavar="UID",
                       help="DICOM SeriesInstanceUID or SeriesNumber when the input holds several series")
     plan.add_argument("--resample", action="store_true",
@@ -216,11 +212,8 @@ def _parser() -> argparse.ArgumentParser:
     practice.add_argument("--level", default=None, help="vertebra level (default L4; S1 for si)")
     practice.add_argument("--side", choices=("left", "right"), default="left", help="default left")
     practice.add_argument("--seed", type=int, default=0, help="phantom seed when no CASE is given (default 0)")
-    practice.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
-                         help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
-                         "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
-    practice.add_argument("--levels-confirmed", action="store_true",
-                         help="you checked the automatic level numbering yourself: plan even when it is unsure")
+    _add_labels_arguments(practice)
+    _add_level_arguments(practice)
     practice.add_argument("--host", default="127.0.0.1",
                           help="address to listen on (default 127.0.0.1: this computer only)")
     practice.add_argument("--port", type=int, default=0, help="port (default 0: a free one, printed)")
@@ -234,12 +227,50 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_labels_arguments(parser: argparse.ArgumentParser) -> None:
+    from .segment.label_conventions import CONVENTIONS
+
+    parser.add_argument("--labels", action="append", default=None, metavar="PATH|LEVEL=MASK",
+                        help="your own vertebra labels instead of segmenting: a label file (NIfTI/MHA/NRRD), a "
+                        "TotalSegmentator output folder, or LEVEL=MASK for a binary mask (e.g. "
+                        "T12=vertebrae_T12.nii.gz; repeat for several); their names are taken as the levels")
+    parser.add_argument("--labels-convention", choices=CONVENTIONS, default="auto",
+                        help="ids of a --labels file: totalseg (TotalSegmentator v2 total), verse, or auto "
+                        "(default: decided from the ids present)")
+
+
+def _user_labels(args: argparse.Namespace) -> Path | dict[str, Path] | None:
+    """``--labels``: None, one label file or folder, or level name -> binary mask file."""
+    if not args.labels:
+        return None
+    named = [value for value in args.labels if "=" in value and not Path(value).exists()]
+    if not named:
+        if len(args.labels) > 1:
+            raise NeedleplanError("give --labels once with a label file or folder, or as LEVEL=MASK for each mask")
+        return Path(args.labels[0])
+    if len(named) < len(args.labels):
+        raise NeedleplanError("--labels takes either one label file or folder, or LEVEL=MASK for each mask, "
+                              "not both")
+    masks: dict[str, Path] = {}
+    for value in named:
+        name, _, path = value.partition("=")
+        if name in masks:
+            raise NeedleplanError(f"--labels names {name} twice")
+        masks[name] = Path(path)
+    return masks
+
+
+def _labels_paths(labels: Path | dict[str, Path] | None) -> list[Path]:
+    return [] if labels is None else [labels] if isinstance(labels, Path) else list(labels.values())
+
+
 def _practice(args: argparse.Namespace) -> int:
     from .practice.app import run_practice
 
     return run_practice(args.case, procedure=args.procedure, level=args.level, side=args.side, seed=args.seed,
                         host=args.host, port=args.port, log_dir=args.log_dir, max_sessions=args.max_sessions,
-                        open_browser=args.open, review=args.review, anchors=_level_anchors(args),
+                        open_browser=args.open, review=args.review, labels=_user_labels(args),
+                        labels_convention=args.labels_convention, anchors=_level_anchors(args),
                         levels_confirmed=args.levels_confirmed)
 
 
@@ -285,9 +316,12 @@ def _segment(args: argparse.Namespace) -> int:
     for flag, path, suffix in (("--landmarks", args.landmarks, ".json"), ("--picture", args.picture, ".png")):
         if path is not None and path.suffix.lower() != suffix:
             raise NeedleplanError(f"{flag} {describe_path(path)} must be a {suffix} file")
-    _refuse_writing_into(args.path, [args.out, args.landmarks, args.picture])
+    labels = _user_labels(args)
+    for source in [args.path, *_labels_paths(labels)]:
+        _refuse_writing_into(source, [args.out, args.landmarks, args.picture])
     volume = load(args.path, series=args.series, resample=args.resample)
-    spine = segment(volume, engine=args.engine, anchors=_level_anchors(args))
+    spine = segment(volume, engine=args.engine, labels=labels, convention=args.labels_convention,
+                    anchors=_level_anchors(args))
     if not spine.vertebrae:
         raise NeedleplanError(f"found no vertebrae in {describe_path(args.path)}; nothing was written")
     labels = spine.labels
@@ -316,6 +350,16 @@ def _segment_summary(source: Path, spine: Spine, written: dict[str, Path]) -> li
     lines += [f"  unavailable: {what}: {why}" for what, why in spine.unavailable.items()]
     lines += [f"  {what}: {path}" for what, path in written.items()]
     return lines
+
+
+def _add_level_arguments(parser: argparse.ArgumentParser, confirm: bool = True) -> None:
+    """``--level-at`` (and ``--levels-confirmed``): how a user names or confirms the levels."""
+    parser.add_argument("--level-at", nargs=4, action="append", default=None, metavar=("X", "Y", "Z", "LEVEL"),
+                        help="a level you are sure of: a world point (LPS mm, e.g. read from your viewer) inside "
+                        "that vertebra, or on a disc named like L4-L5; the levels are counted from it (repeatable)")
+    if confirm:
+        parser.add_argument("--levels-confirmed", action="store_true",
+                            help="you checked the automatic level numbering yourself: plan even when it is unsure")
 
 
 def _level_anchors(args: argparse.Namespace) -> dict[str, tuple[float, float, float]] | None:
@@ -418,10 +462,14 @@ def _plan(args: argparse.Namespace) -> int:
     from .plan.outputs import write_plan_outputs
 
     request = _plan_request(args)
+    labels = _user_labels(args)
+    for labels_path in _labels_paths(labels):
+        _refuse_writing_into(labels_path, [args.out])
     volume, source = _plan_input(args)
     from .segment import segment
 
-    spine = segment(volume, engine=args.engine, anchors=_level_anchors(args))
+    spine = segment(volume, engine=args.engine, labels=labels, convention=args.labels_convention,
+                    anchors=_level_anchors(args))
     if not spine.vertebrae:
         raise NeedleplanError(f"found no vertebrae in {source}; nothing was planned")
     if args.levels_confirmed:

@@ -6,10 +6,11 @@ import ipaddress
 import os
 import socket
 import webbrowser
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from ..errors import NeedleplanError
+from ..segment.user_labels import UserLabels
 from .case import prepare_case
 from .log import read_log, replay
 
@@ -17,7 +18,8 @@ from .log import read_log, replay
 def run_practice(case_path: str | os.PathLike[str] | None = None, *, procedure: str = "tfesi",
                  level: str | None = None, side: str = "left", seed: int = 0, host: str = "127.0.0.1", port: int = 0,
                  log_dir: str | os.PathLike[str] = "practice-logs", max_sessions: int = 8, open_browser: bool = False,
-                 review: str | os.PathLike[str] | None = None, anchors: dict[str, Any] | None = None,
+                 review: str | os.PathLike[str] | None = None, labels: UserLabels | None = None,
+                 labels_convention: str = "auto", anchors: dict[str, Any] | None = None,
                  levels_confirmed: bool = False) -> int:
     """Run the simulator (or the review of a saved session) until interrupted; returns the exit status."""
     import uvicorn
@@ -37,8 +39,8 @@ def run_practice(case_path: str | os.PathLike[str] | None = None, *, procedure: 
             seed = int(source["phantom_seed"])
     print(f"needleplan practice: preparing {'the phantom' if case_path is None else case_path} "
           f"({procedure} {level or ''} {side})...", flush=True)
-    case = prepare_case(case_path, procedure, level, side, seed=seed, anchors=anchors,
-                        levels_confirmed=levels_confirmed)
+    case = prepare_case(case_path, procedure, level, side, seed=seed, labels=labels,
+                        labels_convention=labels_convention, anchors=anchors, levels_confirmed=levels_confirmed)
     print(f"needleplan practice: {case.spine.numbering.describe()}", flush=True)
     if document is not None:
         session = replay(case, document)

@@ -19,6 +19,7 @@ from ..errors import NeedleplanError, describe_path
 from ..phantoms import shared_phantom
 from ..plan import Plan, plan
 from ..plan.scene import Scene, scene_for
+from ..segment.user_labels import UserLabels
 from ..volume import Volume
 
 #: Procedure names in words.
@@ -89,7 +90,8 @@ class PracticeCase:
 
 
 def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "tfesi", level: str | None = None,
-                 side: str = "left", *, seed: int = 0, anchors: dict[str, Any] | None = None,
+                 side: str = "left", *, seed: int = 0, labels: UserLabels | None = None,
+                 labels_convention: str = "auto", anchors: dict[str, Any] | None = None,
                  levels_confirmed: bool = False) -> PracticeCase:
     """Load (or build) the case, segment it, and plan the task.
 
@@ -105,6 +107,9 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         "left" or "right".
     seed : int
         The phantom's seed (with no ``path``).
+    labels : path, Volume or dict, optional
+        The user's own vertebra labels of the scan, and their id convention: see :func:`needleplan.segment`.
+    labels_convention : {"auto", "totalseg", "verse"}
     anchors : dict, optional
         Levels named at world points, for a scan (:func:`needleplan.segment`).
     levels_confirmed : bool
@@ -124,6 +129,8 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         raise NeedleplanError(f"side must be left or right, got {side!r}")
     level = level or DEFAULT_LEVEL[procedure]
     if path is None:
+        if labels is not None:
+            raise NeedleplanError("your own labels need the scan they were made on; give it as the case")
         phantom = shared_phantom(int(seed))
         ct, spine = phantom.ct, phantom.spine()
         name, source = f"phantom-{int(seed)}", {"phantom_seed": int(seed)}
@@ -135,7 +142,7 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
         if ct.modality != "CT":
             raise NeedleplanError(f"practice needs a CT; {describe_path(Path(path))} is {ct.modality} (simulated "
                                   "fluoroscopy needs X-ray attenuation)")
-        spine = segment(ct, anchors=anchors)
+        spine = segment(ct, labels=labels, convention=labels_convention, anchors=anchors)
         if levels_confirmed:
             spine = spine.confirm_levels()
         name, source = "case-" + content_digest(ct)[:12], {"scan": True}

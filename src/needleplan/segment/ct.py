@@ -3,6 +3,7 @@ landmarks, all on a patient-aligned working grid, with the label map carried bac
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from .numbering import name_levels
 from .pelvis import pelvis_landmarks
 from .sacrum import sacrum_landmarks
 from .split import slab_index, split_bone
-from .tissue import SMOOTHING_MM, tissue_masks
+from .tissue import SMOOTHING_MM, Tissue, tissue_masks
 
 #: A piece of other bone touching a vertebra counts as a rib from this size, ml.
 MIN_RIB_ML = 1.0
@@ -58,8 +59,22 @@ def _frame(curve: SpineCurve, centroid: np.ndarray, above: Disc | None, below: D
     return curve.points_mm[n], np.column_stack([np.cross(posterior, superior), posterior, superior])
 
 
-def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
-    """Segment, number and measure the spine of a CT (see :func:`needleplan.segment.segment`)."""
+@dataclass(frozen=True)
+class Column:
+    """What every CT path finds before naming vertebrae: the working grid, tissue masks, canal, curve and discs."""
+
+    work: Volume
+    hu: np.ndarray
+    tissue: Tissue
+    canal: np.ndarray
+    curve: SpineCurve
+    line: SpineCurve
+    discs: list[Disc]
+    spacing: float
+
+
+def find_column(volume: Volume) -> Column:
+    """The working grid of a CT and the spine column on it: tissue masks, canal, spine curve, body line, discs."""
     if volume.modality not in ("CT",):
         raise NeedleplanError(f"the CT pipeline needs a CT volume in HU, got modality {volume.modality!r}")
     spacing = work_spacing_mm(volume)
@@ -68,19 +83,25 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
         raise NeedleplanError(f"this CT covers too little to hold a vertebra ({work.shape[::-1]} voxels of "
                               f"{spacing:.2g} mm); segment a scan that shows at least one vertebra whole")
     hu = work.voxels.astype(np.float32)
-    affine = work.index_to_world
     tissue = tissue_masks(hu, spacing)
     if not tissue.bone.any():
         raise NeedleplanError("no bone found in this CT (nothing above the bone threshold inside the body); "
                               "is it a CT in Hounsfield units?")
     canal = canal_mask(tissue.bone_wide, hu, spacing, tissue.soft_peak_hu)
-    curve = spine_curve(canal, affine)
-    bone_f = tissue.bone.astype(np.float32)
-    line = body_line(bone_f, work.world_to_index, curve, spacing)
-    discs = find_discs(bone_f, work.world_to_index, line, spacing)
-    smooth = ndimage.gaussian_filter(hu, SMOOTHING_MM / spacing)
-    if engine == "totalsegmentator":
-        return _from_label_map(volume, work, tissue, canal, curve, discs, spacing)
+    curve = spine_curve(canal, work.index_to_world)
+    bone = tissue.bone.astype(np.float32)
+    line = body_line(bone, work.world_to_index, curve, spacing)
+    discs = find_discs(bone, work.world_to_index, line, spacing)
+    return Column(work, hu, tissue, canal, curve, line, discs, spacing)
+
+
+def segment_ct(volume: Volume) -> Spine:
+    """Segment, number and measure the spine of a CT (see :func:`needleplan.segment.segment`)."""
+    column = find_column(volume)
+    work, tissue, canal, curve, line, discs, spacing = (column.work, column.tissue, column.canal, column.curve,
+                                                        column.line, column.discs, column.spacing)
+    affine = work.index_to_world
+    smooth = ndimage.gaussian_filter(column.hu, SMOOTHING_MM / spacing)
     slabs, other_base = split_bone(tissue.bone, smooth, affine, curve, discs)
 
     present = [k for k in range(1, other_base) if np.any(slabs == k)]
@@ -101,8 +122,7 @@ def segment_ct(volume: Volume, engine: str = "classical") -> Spine:
     labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
                     {"source": "needleplan.segment", "convention": "verse"})
 
-    vertebrae, sacral = _vertebrae(slabs, present, names, ribs, numbering.confidence, discs, curve, canal, affine,
-                                   spacing)
+    vertebrae, sacral = _vertebrae(slabs, present, present, names, ribs, numbering.confidence, column)
     pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if sacrum_slab else {}
     structures = _structures(tissue, canal, discs, verse, affine, spacing)
     return Spine(
@@ -124,38 +144,38 @@ def _unavailable(vertebrae: dict[str, Vertebra], pelvis: dict[str, Any]) -> dict
                                     "the sacrum below the S1 pedicle (too coarse a scan, or a cut edge)"}
 
 
-def _from_label_map(volume: Volume, work: Volume, tissue: Any, canal: np.ndarray, curve: SpineCurve,
-                    discs: list[Disc], spacing: float) -> Spine:
-    """A Spine whose masks and names come from TotalSegmentator; landmarks are measured the same way."""
-    from .totalseg_engine import totalseg_masks
+def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engine: str) -> Spine:
+    """A Spine whose masks and names come from a label map; landmarks are measured as on our own masks.
 
+    Parameters
+    ----------
+    volume : Volume
+        The CT in HU.
+    labels : Volume
+        VerSe ids (26 sacrum) and :data:`ILIUM_IDS`, on ``volume``'s grid; it becomes ``Spine.labels`` as it is.
+    numbering : Numbering
+        How the names were given (e.g. anchor "labels" for the user's own labels); its confidence is every
+        vertebra's.
+    engine : str
+        What made the masks, for ``Spine.engine``.
+    """
+    column = find_column(volume)
+    work, spacing = column.work, column.spacing
     affine = work.index_to_world
-    verse = totalseg_masks(volume).resample(affine, work.shape, order=0).voxels.astype(np.uint8)
+    verse = labels.resample(affine, work.shape, order=0).voxels.astype(np.uint8)
     names = [name for name in LEVEL_ORDER if np.any(verse == VERSE_IDS[name])]
     if not names:
-        raise NeedleplanError("TotalSegmentator found no vertebra in this CT")
-    slabs = np.zeros(verse.shape, dtype=np.int32)
-    present = []
-    for name in names:  # each vertebra is measured in the slab (between disc planes) that holds its centroid
-        inside = verse == VERSE_IDS[name]
-        k = int(np.median(slab_index(voxel_centres_mm(np.argwhere(inside), affine), discs))) + 1
-        present.append(k)
-        slabs[inside] = k
-    numbering = Numbering("totalsegmentator", 0.9, ["names from TotalSegmentator's labels"])
-    vertebrae, sacral = {}, {}
-    for k, name in zip(present, names, strict=True):
-        only = np.where(verse == VERSE_IDS[name], k, 0)
-        found, extra = _vertebrae(only, [k], [name], [False], numbering.confidence, discs, curve, canal, affine,
-                                  spacing)
-        vertebrae.update(found)
-        sacral.update(extra)
+        raise NeedleplanError("the labels hold no vertebra inside this CT's field of view")
+    ids = [VERSE_IDS[name] for name in names]
+    # each vertebra is measured between the disc planes of the slab that holds most of it
+    slabs = [int(np.median(slab_index(voxel_centres_mm(np.argwhere(verse == label), affine), column.discs))) + 1
+             for label in ids]
+    vertebrae, sacral = _vertebrae(verse, ids, slabs, names, [False] * len(names), numbering.confidence, column)
     pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if "S1" in vertebrae else {}
-    structures = _structures(tissue, canal, discs, verse, affine, spacing)
-    labels = Volume(to_scan_grid(verse, work, volume), volume.index_to_world, "LABEL",
-                    {"source": "totalsegmentator via needleplan.segment", "convention": "verse"})
+    structures = _structures(column.tissue, column.canal, column.discs, verse, affine, spacing)
     return Spine(labels=labels, vertebrae=vertebrae, pelvis=pelvis,
                  structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
-                 curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="totalsegmentator",
+                 curve_mm=column.curve.points_mm, numbering=numbering, modality="CT", engine=engine,
                  unavailable=_unavailable(vertebrae, pelvis))
 
 
@@ -211,24 +231,28 @@ def _s1_segment(points: np.ndarray, above: Disc | None) -> np.ndarray:
     return points[depth <= S1_SEGMENT_MM]
 
 
-def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: list[bool], confidence: float,
-               discs: list[Disc], curve: SpineCurve, canal: np.ndarray, affine: np.ndarray,
-               spacing: float) -> tuple[dict[str, Vertebra], dict[str, Any]]:
-    """The vertebrae with their landmarks, and the pelvic landmarks measured on the sacrum (ala, S1 foramina)."""
-    canal_points = voxel_centres_mm(np.argwhere(canal), affine)
+def _vertebrae(labels: np.ndarray, ids: list[int], slabs: list[int], names: list[str], ribs: list[bool],
+               confidence: float, column: Column) -> tuple[dict[str, Vertebra], dict[str, Any]]:
+    """The vertebrae with their landmarks, and the pelvic landmarks measured on the sacrum (ala, S1 foramina).
+
+    Vertebra ``names[i]`` is ``labels == ids[i]`` on the working grid, measured between the disc planes of slab
+    ``slabs[i]`` (1 = above the first disc).
+    """
+    discs, affine, spacing = column.discs, column.work.index_to_world, column.spacing
+    canal_points = voxel_centres_mm(np.argwhere(column.canal), affine)
     canal_slab = slab_index(canal_points, discs) + 1
     marks: dict[str, dict[str, Any]] = {}
     out: dict[str, Vertebra] = {}
     sacral: dict[str, Any] = {}
-    for k, name, rib in zip(present, names, ribs, strict=True):
-        mask = slabs == k
+    for label, k, name, rib in zip(ids, slabs, names, ribs, strict=True):
+        mask = labels == label
         points = voxel_centres_mm(np.argwhere(mask), affine)
         above = discs[k - 2] if k >= 2 else None
         below = discs[k - 1] if k - 1 < len(discs) else None
         own, own_canal = points, canal_points[canal_slab == k]
         if name == "S1":  # the sacrum's lower segments curve forward: measure S1 on its own segment
             own, own_canal = _s1_segment(points, above), _s1_segment(own_canal, above)
-        origin, axes = _frame(curve, own.mean(axis=0)[None], above, below)
+        origin, axes = _frame(column.curve, own.mean(axis=0)[None], above, below)
         found = vertebra_landmarks(own, own_canal, origin, axes, spacing, is_sacrum=name == "S1")
         if name == "S1" and "body_centroid" in found:
             s1_marks, sacral = sacrum_landmarks(mask, affine, found, spacing)
@@ -239,12 +263,19 @@ def _vertebrae(slabs: np.ndarray, present: list[int], names: list[str], ribs: li
         marks[name] = found
         out[name] = Vertebra(name, VERSE_IDS[name], confidence, found, notes)
     for upper, lower in zip(names[:-1], names[1:], strict=True):
-        for side in ("left", "right"):
-            marks[upper].update(foramen_and_root(marks[upper], marks[lower], side))
+        if _adjacent(upper, lower):  # a level missing from the labels leaves no foramen to model
+            for side in ("left", "right"):
+                marks[upper].update(foramen_and_root(marks[upper], marks[lower], side))
     return out, sacral
 
 
-def _structures(tissue: Any, canal: np.ndarray, discs: list[Disc], verse: np.ndarray, affine: np.ndarray,
+def _adjacent(upper: str, lower: str) -> bool:
+    """Whether ``lower`` is the level right below ``upper`` (T13 and L6 exist in some spines only)."""
+    between = LEVEL_ORDER[LEVEL_ORDER.index(upper) + 1:LEVEL_ORDER.index(lower)]
+    return all(name in ("T13", "L6") for name in between)
+
+
+def _structures(tissue: Tissue, canal: np.ndarray, discs: list[Disc], verse: np.ndarray, affine: np.ndarray,
                 spacing: float) -> np.ndarray:
     """Soft-tissue map on the working grid: body, gas, bone, canal, discs (:data:`STRUCTURE_IDS`)."""
     out = np.zeros(verse.shape, dtype=np.uint8)

@@ -12,14 +12,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..anatomy import from_totalseg
+from ..anatomy import Numbering
 from ..errors import NeedleplanError
 from ..io import read_image_file, save_volume
 from ..volume import Volume
+from .user_labels import labels_on_ct
 
-__all__ = ["totalseg_masks"]
+__all__ = ["totalseg_masks", "totalseg_numbering"]
 
 #: nnU-Net dataset ids of the ``total`` task's weights: the 3 mm "fast" model, or the five 1.5 mm part models.
 TASK_IDS = {True: (297,), False: (291, 292, 293, 294, 295)}
@@ -68,7 +67,7 @@ def totalseg_masks(volume: Volume, *, fast: bool = True, device: str = "gpu") ->
         if not answer.is_file():
             raise NeedleplanError("TotalSegmentator finished without writing its label map")
         found = read_image_file(answer, modality="LABEL")
-    return _verse_on_grid(found, volume)
+    return labels_on_ct(found, "TotalSegmentator's answer", volume, "totalseg")[0]
 
 
 def _load_totalsegmentator(fast: bool) -> Any:
@@ -92,9 +91,6 @@ def _load_totalsegmentator(fast: bool) -> Any:
     return api
 
 
-def _verse_on_grid(found: Volume, volume: Volume) -> Volume:
-    """TotalSegmentator ids -> VerSe ids, on ``volume``'s grid (resampled, nearest, if TotalSegmentator moved it)."""
-    labels = Volume(from_totalseg(np.rint(found.voxels).astype(np.int64)), found.index_to_world, "LABEL",
-                    {"engine": "totalsegmentator"})
-    same_grid = labels.shape == volume.shape and np.allclose(labels.index_to_world, volume.index_to_world, atol=1e-3)
-    return labels if same_grid else labels.resample(volume.index_to_world, volume.shape, order=0)
+def totalseg_numbering() -> Numbering:
+    """How TotalSegmentator's level names are taken: a strong model's prediction, not a confirmed count."""
+    return Numbering("totalsegmentator", 0.9, ["names from TotalSegmentator's labels"])
