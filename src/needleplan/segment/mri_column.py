@@ -163,9 +163,9 @@ def _opened_along_z(mask: np.ndarray, length: int) -> np.ndarray:
     return ndimage.maximum_filter1d(eroded, length, axis=0, mode="nearest").astype(bool)
 
 
-def _roundness(component: np.ndarray, spacing_mm: float) -> float:
+def _roundness(component: np.ndarray) -> float:
     """Median over its axial slices of the share of a component's cross-section covered by its largest inscribed
-    disc (1 for a disc, about 0.15 for a band of fat 5 mm thick across a 38 mm sagittal slab)."""
+    circle (1 for a round section, about 0.15 for a band of fat 5 mm thick across a 38 mm sagittal slab)."""
     box = ndimage.find_objects(component.astype(np.uint8))[0]
     shares = []
     for piece in component[box]:
@@ -192,7 +192,7 @@ def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices
     plausible[0] = False
     scores = np.zeros(count + 1)
     for index in np.flatnonzero(plausible):
-        scores[index] = coverage[index] * steady[index] * _roundness(components == index, spacing_mm)
+        scores[index] = coverage[index] * steady[index] * _roundness(components == index)
     return scores
 
 
@@ -415,7 +415,7 @@ def _half_crossing(profile: np.ndarray, peak: int, half: float, step: int) -> fl
 
 
 def _midline_profile(block: Block, a_mm: float) -> np.ndarray:
-    """Intensity along the curve at ``a_mm`` in front of it, averaged over 2 mm around that depth and the midline."""
+    """Intensity along the curve at ``a_mm`` in front of it, averaged within 2 mm of that depth and of the midline."""
     rows = np.abs(block.a_mm - a_mm) <= 2.0
     columns = np.abs(block.l_mm) <= 2.0
     return block.values[:, rows][:, :, columns].mean(axis=(1, 2))
@@ -474,12 +474,11 @@ def disc_candidates(block: Block, curve: Curve) -> list[Disc]:
         profile = _midline_profile(block, float(centre[1]))
         if _endplate_drop(profile, centre[0] / h, h) < MIN_ENDPLATE_DROP:
             continue
-        found.append(_disc_from_plate(block, curve, profile, centre, axes, float(weights.sum())))
+        found.append(_disc_from_plate(curve, profile, centre, axes, float(weights.sum())))
     return sorted(found, key=lambda disc: disc.s)
 
 
-def _disc_from_plate(block: Block, curve: Curve, profile: np.ndarray, centre: np.ndarray, axes: np.ndarray,
-                     strength: float) -> Disc:
+def _disc_from_plate(curve: Curve, profile: np.ndarray, centre: np.ndarray, axes: np.ndarray, strength: float) -> Disc:
     """A Disc from a plate's centroid and axes in block millimetres (s, a, l) and its midline profile."""
     h = curve.step_mm
     s = centre[0] / h
