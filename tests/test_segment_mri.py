@@ -11,7 +11,7 @@ is therefore the one SCT's developers wrote for this very image in their test su
 
 Real lumbar data: the Spinal Cord Toolbox sagittal T2 (``../shared/data/sct_lumbar_mri_t2``), 38 mm left-right,
 T9 to L3, no sacrum. Its only published reference is the T9-T10 disc at voxel (27, 76, 187), on the disc's
-posterior edge 5 mm left of the midline; the other disc centres and the canal below were read by hand off
+posterior edge 5 mm right of the midline; the other disc centres and the canal below were read by hand off
 pictures of the scan (see the constants).
 
 Synthetic data: the phantom's CT mapped to T2-like intensities (CSF and disc nucleus bright, marrow medium,
@@ -280,7 +280,7 @@ def lumbar() -> tuple[Volume, npl.Spine, np.ndarray]:
 
 @needs_lumbar
 def test_lumbar_curve_runs_in_the_canal(lumbar):
-    """Not in the band of bright subcutaneous fat 30-45 mm behind it. Measured: 0.7, 4.8, 4.2 mm from the hand-read
+    """Not in the band of bright subcutaneous fat 25-45 mm behind it. Measured: 0.7, 4.8, 4.2 mm from the hand-read
     centres (the curve runs in the front half of the lumbar sac, which is 15-20 mm deep)."""
     volume, spine, _ = lumbar
     for point in volume.index_to_world_points(np.array(LUMBAR_CANAL_IJK, dtype=float)):
@@ -289,7 +289,7 @@ def test_lumbar_curve_runs_in_the_canal(lumbar):
 
 @needs_lumbar
 def test_lumbar_discs_where_the_mr_shows_them(lumbar):
-    """Six discs, each disc of the structure map level with a hand-read disc centre. Measured: 0.2-1.1 mm along
+    """Six discs, each disc of the structure map level with a hand-read disc centre. Measured: 0.0-0.5 mm along
     the spine, 1.9-4.6 mm in all (the map's disc is centred on the body's outline, the hand reading on the
     nucleus, which lies behind the disc's middle)."""
     volume, spine, truth = lumbar
