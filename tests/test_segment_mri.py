@@ -9,6 +9,11 @@ is therefore the one SCT's developers wrote for this very image in their test su
 ``testing/cli/test_cli_sct_compute_ascor.py``, fixture ``t2_disc_labels``): posterior disc tips at voxels
 (22, 52, 26), (22, 33, 24), (23, 16, 24), (24, 1, 24). The lowest lies 1 mm from the edge of the field of view.
 
+Real lumbar data: the Spinal Cord Toolbox sagittal T2 (``../shared/data/sct_lumbar_mri_t2``), 38 mm left-right,
+T9 to L3, no sacrum. Its only published reference is the T9-T10 disc at voxel (27, 76, 187), on the disc's
+posterior edge 5 mm right of the midline; the other disc centres and the canal below were read by hand off
+pictures of the scan (see the constants).
+
 Synthetic data: the phantom's CT mapped to T2-like intensities (CSF and disc nucleus bright, marrow medium,
 annulus, muscle and cortical bone dark), also on an oblique and a permuted grid.
 """
@@ -29,6 +34,8 @@ from needleplan.volume import Volume, affine_from_geometry
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sct_cervical_mri_t2"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent")
+LUMBAR = DATA.parent / "sct_lumbar_mri_t2" / "t2_lumbar.nii.gz"
+needs_lumbar = pytest.mark.skipif(not LUMBAR.is_file(), reason=f"shared real data file {LUMBAR} is absent")
 
 #: SCT developers' posterior disc tips on t2.nii.gz (voxel i, j, k), cranial to caudal; see the module docstring.
 SCT_DISC_TIPS_IJK = ((22, 52, 26), (22, 33, 24), (23, 16, 24), (24, 1, 24))
@@ -39,6 +46,17 @@ T2_BY_HU = {-1000: 0, -900: 0, -100: 750, 10: 1000, 40: 350, 50: 200, 80: 800, 1
 #: T1-like intensities (fluid dark, fat and marrow bright).
 T1_BY_HU = {-1000: 0, -900: 0, -100: 900, 10: 150, 40: 400, 50: 350, 80: 300, 180: 650, 1200: 50}
 PHANTOM_LEVELS = ("L2", "L3", "L4", "L5")
+#: Disc centres on t2_lumbar.nii.gz (voxel i, j, k), cranial to caudal, read by hand: k and j on sagittal slices
+#: drawn at 10 pixels per mm with 1 mm ticks (i = 22, 23, 25, 26, 27, 28), as the middle of the bright nucleus
+#: between the dark endplate lines (about +-1 mm); i on axial and coronal slices as the middle of the disc or,
+#: where the 38 mm slab cuts the disc, of the canal (about +-3 mm).
+LUMBAR_DISCS_IJK = {"T9-T10": (22, 89, 187.5), "T10-T11": (21, 90, 162), "T11-T12": (21, 97, 133.3),
+                    "T12-L1": (26, 100, 102.7), "L1-L2": (27, 107.5, 70), "L2-L3": (28, 115, 37)}
+#: Canal centres on t2_lumbar.nii.gz (voxel i, j, k), read by hand on axial slices at 10 pixels per mm: the middle
+#: of the cord's ring of fluid at T9-T10, of the thecal sac at T12-L1 and L2-L3.
+LUMBAR_CANAL_IJK = ((23, 67.5, 187), (25.5, 78.5, 103), (28, 89, 37))
+#: The toolbox's own T9-T10 reference: voxel (27, 76, 187), in LPS mm.
+SCT_T9_T10_LPS = (-14.8, 74.9, -325.3)
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
@@ -247,6 +265,75 @@ def test_unavailable_says_what_mr_cannot_give(cervical):
     assert all(len(reason) > 30 for reason in spine.unavailable.values())
     for vertebra in spine:
         assert not set(vertebra.landmarks) & set(spine.unavailable)
+
+
+# ---- real lumbar T2 ------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lumbar() -> tuple[Volume, npl.Spine, np.ndarray]:
+    """The scan, its spine, and the hand-read disc centres in LPS mm (cranial to caudal)."""
+    if not LUMBAR.is_file():
+        pytest.skip(f"shared real data file {LUMBAR} is absent")
+    volume = npl.load(LUMBAR)
+    discs = volume.index_to_world_points(np.array(list(LUMBAR_DISCS_IJK.values()), dtype=float))
+    return volume, npl.segment(volume), discs
+
+
+@needs_lumbar
+def test_lumbar_curve_runs_in_the_canal(lumbar):
+    """Not in the band of bright subcutaneous fat 25-45 mm behind it. Measured: 0.7, 4.8, 4.2 mm from the hand-read
+    centres (the curve runs in the front half of the lumbar sac, which is 15-20 mm deep)."""
+    volume, spine, _ = lumbar
+    for point in volume.index_to_world_points(np.array(LUMBAR_CANAL_IJK, dtype=float)):
+        assert distance_to_polyline(point, spine.curve_mm) <= 6.0
+
+
+@needs_lumbar
+def test_lumbar_discs_where_the_mr_shows_them(lumbar):
+    """Six discs, each disc of the structure map level with a hand-read disc centre. Measured: 0.0-0.5 mm along
+    the spine, 1.9-4.6 mm in all (the map's disc is centred on the body's outline, the hand reading on the
+    nucleus, which lies behind the disc's middle)."""
+    volume, spine, truth = lumbar
+    discs, count = ndimage.label(spine.structures.voxels == npl.anatomy.STRUCTURE_IDS["disc"])
+    assert count == len(truth)
+    centres = [volume.index_to_world_points(np.argwhere(discs == n)[:, ::-1].astype(float)).mean(axis=0)
+               for n in range(1, count + 1)]
+    for name, disc in zip(LUMBAR_DISCS_IJK, truth, strict=True):
+        found = min(centres, key=lambda c: float(np.linalg.norm(c - disc)))
+        superior = nearest_vertebra(spine, disc)["axes"]["superior"]
+        assert abs(np.dot(found - disc, superior)) <= 2.0, name
+        assert np.linalg.norm(found - disc) <= 5.0, name
+
+
+@needs_lumbar
+def test_lumbar_bodies_and_endplates_between_the_discs(lumbar):
+    """One body between each two consecutive discs: the body's label holds the line between the two disc centres
+    except near the discs, and neither disc centre; its endplates lie on the discs' faces. Measured: endplate centres
+    1.5-3.3 mm from the disc centres along the body axis (half the nucleus), 0.6-4.7 mm across."""
+    volume, spine, truth = lumbar
+    assert spine.levels == ["V1", "V2", "V3", "V4", "V5"]
+    for vertebra, above, below in zip(spine, truth[:-1], truth[1:], strict=True):
+        line = above + np.linspace(0.0, 1.0, 21)[:, None] * (below - above)
+        i, j, k = np.rint(volume.world_to_index_points(line)).astype(int).T
+        on_line = spine.labels.voxels[k, j, i]
+        assert np.all(on_line[3:-3] == vertebra.label) and on_line[0] == on_line[-1] == 0, vertebra.name
+        superior = vertebra["axes"]["superior"]
+        for key, disc, side in (("superior_endplate", above, -1), ("inferior_endplate", below, 1)):
+            offset = vertebra[key]["center"] - disc
+            along = float(np.dot(offset, superior))
+            assert 0.5 <= side * along <= 5.0, (vertebra.name, key)
+            assert np.linalg.norm(offset - along * superior) <= 6.0, (vertebra.name, key)
+
+
+@needs_lumbar
+def test_lumbar_named_from_the_toolbox_disc(lumbar):
+    """Unnumbered without an anchor (none in view); the toolbox's T9-T10 point, on the disc's posterior edge and off
+    the mid-sagittal plane, names the bodies between the found discs T10 to L2."""
+    volume, spine, _ = lumbar
+    assert spine.numbering.anchor == "none"
+    named = npl.segment(volume, anchors={"T9-T10": SCT_T9_T10_LPS})
+    assert named.levels == ["T10", "T11", "T12", "L1", "L2"]
+    assert set(np.unique(named.labels.voxels)) == {0, *(npl.anatomy.VERSE_IDS[n] for n in named.levels)}
+    assert named.numbering.confirmed_by == "user"
 
 
 # ---- synthetic T2 ---------------------------------------------------------------------------------------------

@@ -17,8 +17,12 @@ import numpy as np
 from .anatomy import LEVEL_ORDER, VERSE_IDS, Numbering, Spine, Vertebra
 from .errors import NeedleplanError
 
-#: A point this close to a vertebra's voxels (or, for a disc, to an endplate centre) names it, mm.
+#: A point this close to a vertebra's voxels (or, for a disc, to an endplate's face) names it, mm.
 ANCHOR_REACH_MM = 10.0
+#: An endplate's face, for a disc anchor: a flat disc of this radius around the endplate centre, mm (half a
+#: thoracolumbar disc's front-to-back depth), so that a point on the disc's posterior edge (where Spinal Cord
+#: Toolbox labels discs) or off the mid-sagittal plane still names it.
+ENDPLATE_RADIUS_MM = 15.0
 #: Level names counted from an anchor: the standard 7 cervical, 12 thoracic and 5 lumbar vertebrae.
 COUNTED = tuple(name for name in LEVEL_ORDER if name not in ("T13", "L6", "S1"))
 
@@ -52,13 +56,23 @@ def _vertebra_at(spine: Spine, point: np.ndarray) -> tuple[int, float]:
     return ids[int(crop[tuple(kji[best])])], float(distance[best])
 
 
+def _distance_to_endplate(point: np.ndarray, endplate: dict[str, Any]) -> float:
+    """Distance (mm) from a point to an endplate's face: a flat disc of :data:`ENDPLATE_RADIUS_MM` around its
+    centre, on the plane through it perpendicular to its normal."""
+    offset = point - np.asarray(endplate["center"], dtype=np.float64)
+    normal = np.asarray(endplate["normal"], dtype=np.float64)
+    along = float(np.dot(offset, normal)) / float(np.linalg.norm(normal))
+    across = float(np.sqrt(max(0.0, float(np.dot(offset, offset)) - along**2)))
+    return float(np.hypot(along, max(0.0, across - ENDPLATE_RADIUS_MM)))
+
+
 def _vertebra_below_disc(spine: Spine, point: np.ndarray) -> tuple[int, float]:
-    """Index of the vertebra just below the disc at the point (by its nearest endplate centre), and the distance."""
+    """Index of the vertebra just below the disc at the point (by its nearest endplate face), and the distance."""
     best, best_mm = -1, float("inf")
     for n, vertebra in enumerate(spine):
         for key, below in (("superior_endplate", n), ("inferior_endplate", n + 1)):
             if key in vertebra:
-                gap = float(np.linalg.norm(np.asarray(vertebra[key]["center"]) - point))
+                gap = _distance_to_endplate(point, vertebra[key])
                 if gap < best_mm:
                     best, best_mm = below, gap
     return best, best_mm
@@ -207,4 +221,4 @@ def confirm_levels(spine: Spine, by: str = "user") -> Spine:
     return dataclasses.replace(spine, numbering=numbering)
 
 
-__all__ = ["ANCHOR_REACH_MM", "confirm_levels", "renumber"]
+__all__ = ["ANCHOR_REACH_MM", "ENDPLATE_RADIUS_MM", "confirm_levels", "renumber"]

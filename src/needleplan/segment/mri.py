@@ -429,7 +429,8 @@ def _numbering(pitch_mm: float, count: int, discs: list[Disc], pairs: int) -> Nu
         f"{len(discs)} discs, {count} vertebral bodies between consecutive discs; median disc-to-disc distance "
         f"{pitch_mm:.1f} mm, in the range of the {_region(pitch_mm)} spine",
         "no anchor level in view (the MR pipeline does not recognise the sacrum, ribs or C2), so the bodies are "
-        "unnumbered V1, V2... cranial to caudal; count the levels on a scan that shows the sacrum or C2",
+        "unnumbered V1, V2... cranial to caudal; count the levels on a scan that shows the sacrum or C2, then name "
+        "one level or disc at a point (segment(volume, anchors={'T9-T10': (x, y, z)}))",
         "vertebrae cut by the field of view (beyond the first or last disc) are not reported",
     ]
     if pairs < len(discs) - 1:

@@ -49,6 +49,9 @@ MAX_DISC_TILT_DEG = 35.0
 #: ...and lies in front of the canal at the discs' median depth, give or take this fraction of it or this many mm;
 #: that depth is taken from the candidates at least STRONG_FRACTION as strong as the strongest.
 DEPTH_SPREAD_FRACTION, MIN_DEPTH_SPREAD_MM, STRONG_FRACTION = 0.2, 2.5, 0.2
+#: Within this distance above and below its centre a disc's bright band falls, on both sides, by at least this
+#: fraction of its brightness (the dark endplates); marrow beside one dark endplate does not, nor does noise.
+ENDPLATE_REACH_MM, MIN_ENDPLATE_DROP = 8.0, 0.4
 #: Consecutive discs of a chain are one pitch apart, give or take this fraction of it.
 PITCH_TOLERANCE = 0.25
 #: Each disc of a chain costs this fraction of the strongest candidate's strength (weak ones do not pay).
@@ -160,9 +163,22 @@ def _opened_along_z(mask: np.ndarray, length: int) -> np.ndarray:
     return ndimage.maximum_filter1d(eroded, length, axis=0, mode="nearest").astype(bool)
 
 
+def _roundness(component: np.ndarray) -> float:
+    """Median over its axial slices of the share of a component's cross-section covered by its largest inscribed
+    circle (1 for a round section, about 0.15 for a band of fat 5 mm thick across a 38 mm sagittal slab)."""
+    box = ndimage.find_objects(component.astype(np.uint8))[0]
+    shares = []
+    for piece in component[box]:
+        area = np.count_nonzero(piece)
+        if area:
+            radius = float(ndimage.distance_transform_edt(np.pad(piece, 1)).max())
+            shares.append(min(1.0, np.pi * radius**2 / area))
+    return float(np.median(shares)) if shares else 0.0
+
+
 def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices: int) -> np.ndarray:
-    """How canal-like each labelled component is (index 0 unused): its axial coverage, when its cross-sections
-    are canal-sized and steady; 0 otherwise."""
+    """How canal-like each labelled component is (index 0 unused): its axial coverage times its roundness
+    (:func:`_roundness`), when its cross-sections are canal-sized and steady; 0 otherwise."""
     nz = components.shape[0]
     z = np.broadcast_to(np.arange(nz)[:, None, None], components.shape)
     areas = np.bincount((components * nz + z).ravel(), minlength=(count + 1) * nz).reshape(count + 1, nz)
@@ -173,8 +189,10 @@ def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices
     steady = np.array([np.mean(np.abs(row[row > 0] - m) < 0.6 * m) if row.any() else 0.0
                        for row, m in zip(areas, median, strict=True)])
     plausible = (coverage >= MIN_CANAL_COVERAGE) & (median >= CANAL_AREA_MM2[0]) & (median <= CANAL_AREA_MM2[1])
-    scores = np.where(plausible, coverage * steady, 0.0)
-    scores[0] = 0.0
+    plausible[0] = False
+    scores = np.zeros(count + 1)
+    for index in np.flatnonzero(plausible):
+        scores[index] = coverage[index] * steady[index] * _roundness(components == index)
     return scores
 
 
@@ -396,12 +414,29 @@ def _half_crossing(profile: np.ndarray, peak: int, half: float, step: int) -> fl
     return index + step * float((inside - half) / max(inside - outside, 1e-12))
 
 
-def _disc_height(block: Block, curve: Curve, s: float, a_mm: float) -> float:
-    """Thickness in mm of the bright band along the curve through (s, a) on the midline: the distance between
-    the points where it falls halfway to the dark endplate lines within 12 mm above and below."""
+def _midline_profile(block: Block, a_mm: float) -> np.ndarray:
+    """Intensity along the curve at ``a_mm`` in front of it, averaged within 2 mm of that depth and of the midline."""
     rows = np.abs(block.a_mm - a_mm) <= 2.0
     columns = np.abs(block.l_mm) <= 2.0
-    profile = block.values[:, rows][:, :, columns].mean(axis=(1, 2))
+    return block.values[:, rows][:, :, columns].mean(axis=(1, 2))
+
+
+def _endplate_drop(profile: np.ndarray, s: float, step_mm: float) -> float:
+    """How far the profile falls from its peak at sample ``s`` within :data:`ENDPLATE_REACH_MM` above and below,
+    on the side where it falls less, as a fraction of the peak (0 when it does not fall on one side)."""
+    centre = int(round(s))
+    reach = max(1, int(round(ENDPLATE_REACH_MM / step_mm)))
+    above, below = profile[max(0, centre - reach):centre], profile[centre + 1:centre + reach + 1]
+    if not len(above) or not len(below):
+        return 0.0
+    peak = float(profile[max(0, centre - 1):centre + 2].max())
+    return max(0.0, peak - max(float(above.min()), float(below.min()))) / max(peak, 1e-12)
+
+
+def _disc_height(profile: np.ndarray, curve: Curve, s: float, a_mm: float) -> float:
+    """Thickness in mm of the bright band of a midline profile (:func:`_midline_profile` at ``a_mm``) through
+    sample ``s``: the distance between the points where it falls halfway to the dark endplate lines within 12 mm
+    above and below."""
     reach = int(round(12.0 / curve.step_mm))
     start = max(0, int(round(s)) - reach)
     window = profile[start:int(round(s)) + reach + 1]
@@ -417,7 +452,8 @@ def disc_candidates(block: Block, curve: Curve) -> list[Disc]:
 
     On T2 a disc's water-rich nucleus is brighter than the marrow above and below it, and the disc is thin along
     the curve but extended front to back and side to side. A candidate must span :data:`MIN_DISC_LENGTH_MM` by
-    :data:`MIN_DISC_WIDTH_MM` and tilt at most :data:`MAX_DISC_TILT_DEG` against the curve's cross-section.
+    :data:`MIN_DISC_WIDTH_MM`, tilt at most :data:`MAX_DISC_TILT_DEG` against the curve's cross-section, and lie
+    between two dark endplates (:data:`MIN_ENDPLATE_DROP`).
     """
     h = curve.step_mm
     components, ridge, a_mm, l_mm = _ridge_components(block, h)
@@ -435,12 +471,15 @@ def disc_candidates(block: Block, curve: Curve) -> list[Disc]:
             continue
         if normal[0] < np.cos(np.radians(MAX_DISC_TILT_DEG)):
             continue
-        found.append(_disc_from_plate(block, curve, centre, axes, float(weights.sum())))
+        profile = _midline_profile(block, float(centre[1]))
+        if _endplate_drop(profile, centre[0] / h, h) < MIN_ENDPLATE_DROP:
+            continue
+        found.append(_disc_from_plate(curve, profile, centre, axes, float(weights.sum())))
     return sorted(found, key=lambda disc: disc.s)
 
 
-def _disc_from_plate(block: Block, curve: Curve, centre: np.ndarray, axes: np.ndarray, strength: float) -> Disc:
-    """A Disc from a plate's centroid and axes in block millimetres (s, a, l)."""
+def _disc_from_plate(curve: Curve, profile: np.ndarray, centre: np.ndarray, axes: np.ndarray, strength: float) -> Disc:
+    """A Disc from a plate's centroid and axes in block millimetres (s, a, l) and its midline profile."""
     h = curve.step_mm
     s = centre[0] / h
     origin = _block_point(curve, s, centre[1], centre[2])
@@ -449,7 +488,7 @@ def _disc_from_plate(block: Block, curve: Curve, centre: np.ndarray, axes: np.nd
     normal = _unit(np.cross(in_plane[0], in_plane[1]))
     if np.dot(normal, curve.frame_at(s)[1]) < 0:
         normal = -normal
-    return Disc(float(s), origin, normal, _disc_height(block, curve, s, float(centre[1])), float(centre[1]), strength)
+    return Disc(float(s), origin, normal, _disc_height(profile, curve, s, float(centre[1])), float(centre[1]), strength)
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
