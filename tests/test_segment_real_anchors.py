@@ -14,6 +14,7 @@ import pytest
 import needleplan as npl
 from needleplan.anatomy import ILIUM_IDS, TOTALSEG_HIP_IDS, VERSE_IDS, from_totalseg
 from needleplan.segment.metrics import dice_per_label
+from needleplan.segment.numbering import name_levels
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CHEST = DATA / "totalseg_example_chest_ct"
@@ -110,3 +111,24 @@ def test_lumbar_still_numbered_from_sacrum_and_ribs(lumbar):
     dice = dice_per_label(spine.labels.voxels, from_totalseg(reference))
     lumbar_dice = [dice[VERSE_IDS[name]] for name in LUMBAR]
     assert np.mean(lumbar_dice) >= LUMBAR_DICE_BEFORE - 0.01, dice
+
+
+def test_every_anchor_is_reported(chest, lumbar):
+    numbering = lumbar[2].numbering
+    assert set(numbering.anchors) == {"sacrum", "ribs", "first rib"}
+    assert numbering.anchors["sacrum"].startswith("found")
+    assert numbering.anchors["ribs"].startswith("last rib-bearing vertebra found")
+    assert chest[2].numbering.anchors["sacrum"] == "not in view"
+
+
+def test_unsure_chest_numbering_refuses_to_plan(chest):
+    # the chest CT's thoracic discs are not found yet, so its vertebrae are not told apart: the numbering must not
+    # be trusted for planning
+    spine = chest[2]
+    assert not spine.numbering.confirmed()
+
+
+def test_conflicting_anchors_are_named():
+    _, numbering = name_levels(7, True, [True, True, False, False, False, False, False])
+    assert any("sacrum says L5, ribs say L4" in note for note in numbering.notes)
+    assert numbering.confidence < 0.7
