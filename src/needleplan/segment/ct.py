@@ -28,6 +28,9 @@ MIN_RIB_ML = 1.0
 MIN_ILIUM_ML = 20.0
 #: The lowest vertebra is the sacrum when it is at least this tall along the spine (mm) and touches an ilium.
 MIN_SACRUM_HEIGHT_MM = 40.0
+#: ... and at most this tall: sacrum and coccyx together are 100-150 mm long; a taller lowest piece is a run of
+#: vertebrae whose discs were not found (thin thoracic discs), mm.
+MAX_SACRUM_HEIGHT_MM = 160.0
 #: An ilium piece with at least this share of its voxels on each side of the sacrum's midsagittal plane holds both
 #: hip bones (joined through the pubic symphysis at coarse spacing) and is cut apart on that plane.
 JOINED_SHARE = 0.2
@@ -181,13 +184,16 @@ def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engi
 
 def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
                piece_ml: np.ndarray) -> bool:
-    """Whether the lowest vertebra is the sacrum: tall along the spine and touching a large piece of other bone."""
+    """Whether the lowest vertebra is the sacrum: below a disc (the L5-S1 disc), sacrum-tall along the spine and
+    touching a large piece of other bone."""
+    if k < 2:
+        return False
     points = voxel_centres_mm(np.argwhere(slabs == k), affine)
     axis = line.superior[int(line.nearest(points.mean(axis=0)[None])[0])]
     height = float(np.ptp(points @ axis))
     touching = _neighbours(slabs, k)
     big = [p for p in touching if p >= other_base and piece_ml[p] >= MIN_ILIUM_ML]
-    return height >= MIN_SACRUM_HEIGHT_MM and bool(big)
+    return MIN_SACRUM_HEIGHT_MM <= height <= MAX_SACRUM_HEIGHT_MM and bool(big)
 
 
 def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, curve: SpineCurve,

@@ -2,7 +2,8 @@
 
 Transitional anatomy is reported, not hidden: six rib-free vertebrae above the sacrum are named L1-L6, four
 are named L1-L4 with a note (sacralised L5 or a lumbar-type T12 cannot be told apart on CT alone), and a
-disagreement between the two anchors lowers the confidence and says which anchor was used.
+disagreement between the two anchors lowers the confidence and says what each anchor says and which was used.
+Every anchor looked for is reported in ``Numbering.anchors`` with what it found.
 """
 
 from __future__ import annotations
@@ -42,6 +43,26 @@ def name_levels(count: int, has_sacrum: bool, ribs: list[bool]) -> tuple[list[st
     """
     rib_levels = [n for n, has in enumerate(ribs) if has]
     last_rib = rib_levels[-1] if rib_levels else None
+    names, numbering = _named(count, has_sacrum, last_rib)
+    numbering.anchors.update(_anchors(count, has_sacrum, last_rib))
+    return names, numbering
+
+
+def _anchors(count: int, has_sacrum: bool, last_rib: int | None) -> dict[str, str]:
+    """What each anchor looked for said, in words (:attr:`needleplan.anatomy.Numbering.anchors`)."""
+    out = {"sacrum": "found; the vertebra above it is L5" if has_sacrum else "not in view"}
+    if last_rib is None:
+        out["ribs"] = "no rib-bearing vertebra in view"
+    else:
+        below = count - 1 - last_rib - (1 if has_sacrum else 0)
+        out["ribs"] = (f"last rib-bearing vertebra found ({last_rib + 1} of {count} from the top), taken as T12; "
+                       f"{below} rib-free vertebrae below it")
+    out["first rib"] = "not looked for: the first rib (T1) and C7 are not detected yet"
+    return out
+
+
+def _named(count: int, has_sacrum: bool, last_rib: int | None) -> tuple[list[str], Numbering]:
+    """Names and numbering from the sacrum and the last rib-bearing vertebra (index from the top, or None)."""
     if has_sacrum:
         lumbar_type = count - 1 - (last_rib + 1 if last_rib is not None else 0)
         notes: list[str] = []
@@ -57,12 +78,14 @@ def name_levels(count: int, has_sacrum: bool, ribs: list[bool]) -> tuple[list[st
         if lumbar_type == 6:
             lumbar = [f"L{n}" for n in range(1, 7)]
             thoracic = _upward("T12", count - 7)
-            notes.append("six rib-free vertebrae above the sacrum: transitional anatomy, the lowest is named L6; "
-                         "confirm the count on a full-spine image before treating")
+            notes.append("sacrum says L5, ribs say L6: six rib-free vertebrae above the sacrum: transitional anatomy, "
+                         "the lowest is named L6; confirm the count on a full-spine image before treating")
             return [*thoracic, *lumbar, "S1"], Numbering("sacrum+ribs", 0.6, notes)
         names = [*reversed(_ABOVE_SACRUM[:count - 1]), "S1"]
-        notes.append(f"only {lumbar_type} rib-free vertebrae above the sacrum: a sacralised L5, lumbar ribs "
-                     "or a missed rib; named from the sacrum; confirm the count before treating")
+        ribs_say = f"L{lumbar_type}" if lumbar_type else "T12"
+        notes.append(f"sacrum says L5, ribs say {ribs_say}: only {lumbar_type} rib-free vertebrae above the "
+                     "sacrum: a sacralised L5, lumbar ribs or a missed rib; named from the sacrum; confirm the count "
+                     "before treating")
         return names, Numbering("sacrum", 0.5, notes)
     if last_rib is not None:
         names = [*_upward("T12", last_rib + 1), *[f"L{n}" for n in range(1, count - last_rib)]]

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .organs import blood_pools
+
 #: Voxels above this HU (smoothed) are inside the body.
 BODY_HU = -400.0
 #: Air-filled bowel and lung: below this HU inside the body (CLINICAL.md section 1).
@@ -129,5 +131,6 @@ def tissue_masks(hu: np.ndarray, spacing_mm: float) -> Tissue:
     bone_hu = float(np.clip(peak + BONE_SIGMAS * sd, *BONE_HU_RANGE))
     deep = ndimage.binary_erosion(body, iterations=max(1, int(round(GAS_SKIN_MARGIN_MM / spacing_mm))))
     gas = (smooth < GAS_HU) & deep
-    wide = bone_mask(smooth, body, peak, bone_hu)
+    pools = blood_pools(smooth, body, (smooth > bone_hu) & body, spacing_mm)
+    wide = bone_mask(smooth, body & ~pools, peak, bone_hu)
     return Tissue(body, gas, trim_partial_volume(wide, smooth, peak), wide, peak, sd, bone_hu)

@@ -1,0 +1,66 @@
+"""Contrast-filled blood pools (heart chambers, aorta): bright like bone, but thick and solid.
+
+On a contrast CT the blood in the heart and the great vessels reaches 300-700 HU, far above an osteopenic
+vertebra's marrow (100-200 HU) and as bright as its cortex, so no HU threshold tells them apart. Their shape
+does: bone above :data:`POOL_HU` is a thin shell (cortex) or a small solid piece (a pedicle, a femoral head),
+while a pool is a solid mass of tens to hundreds of millilitres. A pool is the part of the bright voxels that a
+ball of :data:`POOL_BALL_RADIUS_MM` fits in everywhere (a morphological opening), in pieces of at least
+:data:`POOL_MIN_ML`, grown by its partial-volume rim.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+#: Blood with iodinated contrast is brighter than this; the marrow of all but the densest vertebrae is not, HU.
+POOL_HU = 250.0
+#: Cortical bone (a femoral shaft) is this bright; pools are below it (undiluted contrast in a small vein aside), HU.
+CORTICAL_HU = 1000.0
+#: A pool holds a ball of this radius at every point (the aorta is 20-30 mm wide, cortex a few mm), mm.
+POOL_BALL_RADIUS_MM = 4.5
+#: The largest solid piece of bone above POOL_HU near the spine (a dense vertebral body or femoral head) holds
+#: well under this; the heart's chambers and the thoracic aorta hold hundreds of ml, ml.
+POOL_MIN_ML = 60.0
+#: The pool's partial-volume rim (blood blurred into its wall) reaches this far beyond the solid part, mm.
+POOL_RIM_MM = 3.0
+
+
+def _ball(radius_voxels: int) -> np.ndarray:
+    r = radius_voxels
+    z, y, x = np.mgrid[-r:r + 1, -r:r + 1, -r:r + 1]
+    return z**2 + y**2 + x**2 <= r * r
+
+
+def blood_pools(smooth_hu: np.ndarray, body: np.ndarray, bright: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """Contrast-filled blood pools on an isotropic grid, with their bright rim.
+
+    Parameters
+    ----------
+    smooth_hu : ndarray (z, y, x)
+        Smoothed HU.
+    body : ndarray of bool (z, y, x)
+        The patient's body.
+    bright : ndarray of bool (z, y, x)
+        Voxels bright enough to be bone (above the scan's bone threshold); the rim is grown inside them.
+    spacing_mm : float
+        Voxel size, mm.
+
+    Returns
+    -------
+    ndarray of bool (z, y, x)
+    """
+    radius = max(1, int(round(POOL_BALL_RADIUS_MM / spacing_mm)))
+    solid = ndimage.binary_opening((smooth_hu > POOL_HU) & body, _ball(radius))
+    labels, count = ndimage.label(solid)
+    if count == 0:
+        return solid
+    index = np.arange(1, count + 1)
+    ml = ndimage.sum(solid, labels, index) * spacing_mm**3 / 1000.0
+    median = ndimage.median(smooth_hu, labels, index)
+    keep = np.concatenate([[False], (ml >= POOL_MIN_ML) & (median < CORTICAL_HU)])
+    pools = keep[labels]
+    if not pools.any():
+        return pools
+    rim = max(1, int(round(POOL_RIM_MM / spacing_mm)))
+    return pools | (ndimage.binary_dilation(pools, iterations=rim) & bright)
