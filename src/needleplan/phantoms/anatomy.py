@@ -149,9 +149,10 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
     landmarks: dict[str, Any] = {}
     for upper, lower in zip(order[:-1], order[1:]):
         landmarks[upper] = level_landmarks(levels[upper], levels[lower], facets[upper], facets[lower], shared)
-    root_end: dict[str, Any] = {f"channel_{key}": channels[key] for key in SIDES}
+    root_end: dict[str, Any] = {}
     for key, (front, back) in channels.items():
         root_end[f"anterior_foramen_{key}"] = exit_point(sacral_parts, back, front)
+        root_end[f"posterior_foramen_{key}"] = exit_point(sacral_parts, front, back)
     root_end["ala_top"] = sacrum["ala_top"]
     landmarks["S1"] = level_landmarks(levels["S1"], levels["S1"], facets["S1"], facets["S1"], shared, root_end)
 
@@ -169,8 +170,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
     for key, side in SIDES.items():
         pelvis_marks[f"sacral_ala_{key}"] = s1_frame.point(
             [side * (0.5 * recipe["levels"]["S1"]["body_width_mm"] + 8.0), sacrum["ala_centre_y"], sacrum["ala_top"]])
-        front, back = channels[key]
-        pelvis_marks[f"s1_posterior_foramen_{key}"] = exit_point(sacral_parts, front, back)
+        pelvis_marks[f"s1_posterior_foramen_{key}"] = root_end[f"posterior_foramen_{key}"]
         pelvis_marks[f"si_joint_posterior_line_{key}"] = joints[key].line("posterior")
         pelvis_marks[f"si_joint_anterior_line_{key}"] = joints[key].line("anterior")
     tips = np.array([landmarks[name]["spinous_tip"] for name in LUMBAR_LEVELS])

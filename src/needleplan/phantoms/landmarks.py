@@ -88,10 +88,11 @@ def level_landmarks(level: Level, below: Level, facets_own: dict, facets_below: 
             top = tp["root"][2] + 0.5 * dims["tp_height_mm"]
             junction, branch = _medial_branch(level, arch, sap, at_axis, at_back, top, top - dims["tp_height_mm"])
         else:
-            front, back = root_end[f"channel_{key}"]
-            marks[f"foramen_{key}"] = 0.5 * (front + back)
+            # the middle of the bony channel, half-way between its openings on the pelvic and dorsal surfaces
+            channel_middle = 0.5 * (root_end[f"anterior_foramen_{key}"] + root_end[f"posterior_foramen_{key}"])
+            marks[f"foramen_{key}"] = channel_middle
             in_canal = centre - (half_width + r) * arch.pedicle_across + [0.0, 0.0, -half_height]
-            marks[f"exiting_root_{key}"] = np.array([frame.point(in_canal), 0.5 * (front + back),
+            marks[f"exiting_root_{key}"] = np.array([frame.point(in_canal), channel_middle,
                                                      root_end[f"anterior_foramen_{key}"]])
             ala_top = root_end["ala_top"]
             half = sap["sap_half"][0]

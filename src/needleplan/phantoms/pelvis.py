@@ -98,10 +98,22 @@ def paint_ilium(painter: Painter, joint: SIJoint, pelvic: Frame, recipe: dict, s
     wing = elliptic_cylinder(wing_centre, semi, 0.5 * recipe["wing_thickness_mm"], right_handed(across, plate_normal))
     wing = wing.clipped(wing_centre - recipe["wing_keep_below_mm"] * rise, -rise)
     painter.bone(lateral(wing), 0, structure, shell)
+    # the crest top is the ilium's highest point in the patient's frame (the world's), not the end of the wing's
+    # axis: the wing leans out and the pelvis tilts
+    up = np.array([0.0, 0.0, 1.0])
+    rim = 0.5 * recipe["wing_thickness_mm"] * np.sign(plate_normal @ up) * plate_normal
     return {
-        "iliac_crest_top": wing_centre + semi[1] * rise,
+        "iliac_crest_top": extreme_point(wing_centre, right_handed(across, plate_normal), (*semi, 0.0), up) + rim,
         "psis": psis_centre + psis_semi[1] * pelvic.axes[:, 1],
     }
+
+
+def extreme_point(centre: np.ndarray, axes: np.ndarray, semi_axes_mm, direction: np.ndarray) -> np.ndarray:
+    """The point of an ellipsoid (centre (3,), axes columns (3, 3), semi-axes (3,) mm; a 0 semi-axis makes it a
+    flat ellipse) farthest along ``direction`` (3,)."""
+    scaled = axes * np.asarray(semi_axes_mm, dtype=np.float64)
+    reach = scaled.T @ direction
+    return centre + scaled @ reach / np.linalg.norm(reach)
 
 
 def _sacral_block_frames(s1: Level, recipe: dict) -> list[tuple[Frame, np.ndarray, float]]:

@@ -246,9 +246,11 @@ def _posterior_elements(local: np.ndarray, origin: np.ndarray, axes: np.ndarray,
         facet = local[(lateral > canal_half_width - 8.0) & (lateral < canal_half_width + 14.0) & (local[:, 1] > -2.0)]
         if len(facet):
             marks[f"sap_tip_{side}"] = to_world(top_cap(facet, spacing_mm), origin, axes)
-        arch = local[(lateral > 3.0) & (lateral < canal_half_width + 10.0) & (local[:, 1] > 2.0)]
-        if len(arch):
-            marks[f"iap_tip_{side}"] = to_world(cap(arch, np.array([0.0, 0.0, -1.0]), spacing_mm, spacing_mm),
+        # the IAP hangs from the lamina beside the canal's side wall; nearer the midline the lamina's lower border
+        # and the spinous process reach lower and are not the IAP
+        iap = local[(lateral > canal_half_width - 4.0) & (lateral < canal_half_width + 14.0) & (local[:, 1] > 2.0)]
+        if len(iap):
+            marks[f"iap_tip_{side}"] = to_world(cap(iap, np.array([0.0, 0.0, -1.0]), spacing_mm, spacing_mm),
                                                 origin, axes)
         face = face_line(_above(facet, body_top + 0.5 * spacing_mm), s, spacing_mm)
         candidates = local[(lateral > canal_half_width + 12.0) & (np.abs(local[:, 1]) < 25.0)]

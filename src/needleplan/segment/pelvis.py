@@ -9,6 +9,7 @@ from scipy import ndimage
 
 from ..anatomy import ILIUM_IDS, VERSE_IDS, Vertebra
 from .grid import voxel_centres_mm
+from .landmarks import cap
 
 #: Height bins of the SI joint lines, mm.
 JOINT_STEP_MM = 5.0
@@ -25,8 +26,9 @@ POSTERIOR = np.array([0.0, 1.0, 0.0])
 def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None) -> dict[str, Any]:
     """Pelvic landmarks (world mm) from a VerSe label map on an LPS-aligned grid and the S1 vertebra.
 
-    The iliac crest top is the ilium's highest point in the patient's frame, the PSIS its most posterior point in
-    the S1 frame.
+    The iliac crest top is the ilium's highest point in the patient's frame: the centre of its top voxel layer,
+    at the bone's surface (one voxel would wander along the long, nearly level crest). The PSIS is the ilium's
+    most posterior point in the S1 frame.
     The sacroiliac joint is where sacrum and ilium labels meet (:func:`joint_lines`).
     """
     sacrum = verse == VERSE_IDS["S1"]
@@ -35,13 +37,14 @@ def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None)
     axes = s1.landmarks["axes"]
     origin = np.asarray(s1.landmarks["body_centroid"])
     marks: dict[str, Any] = {"midline": {"point": origin, "normal": np.asarray(axes["left"])}}
+    spacing_mm = float(np.linalg.norm(affine[:3, 0]))  # the working grid is isotropic
     sacrum_grown = ndimage.binary_dilation(sacrum, iterations=2)
     for side, label in ILIUM_IDS.items():
         ilium = verse == label
         if not ilium.any():
             continue
         points = voxel_centres_mm(np.argwhere(ilium), affine)
-        marks[f"iliac_crest_top_{side}"] = points[np.argmax(points @ SUPERIOR)]
+        marks[f"iliac_crest_top_{side}"] = cap(points, SUPERIOR, spacing_mm, spacing_mm)
         marks[f"psis_{side}"] = points[np.argmax((points - origin) @ np.asarray(axes["posterior"]))]
         touching = sacrum_grown & ndimage.binary_dilation(ilium, iterations=2) & (sacrum | ilium)
         contact = voxel_centres_mm(np.argwhere(touching), affine)

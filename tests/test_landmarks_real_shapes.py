@@ -1,0 +1,108 @@
+"""Landmarks measured against truth that is not our own code: the phantom's recipe geometry, and real vertebra
+shapes (VerSe's hand-corrected masks) judged by the reference finders of :mod:`reference_landmarks`.
+
+The VerSe masks come without their CT; each gets a simple CT built from its labels (cortex, cancellous bone, soft
+tissue) that ``npl.segment`` then segments. Thresholds are what a physician tolerates: a needle target within
+3 mm (CLINICAL.md section 7, TFESI and MBB tolerance) at the median, and within 5 mm for 9 in 10 (an error the
+first fluoroscopy shot corrects, well under an expert's free-hand 7.6 mm). A landmark that misses them is marked
+``xfail`` with its measured figures, never given a looser threshold.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import needleplan as npl
+from needleplan.segment.metrics import landmark_errors_mm
+
+from reference_landmarks import ct_from_labels, spine_reference
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+VERSE = {
+    "verse010": DATA / "verse_sub-verse010_labels_only" / "sub-verse010_seg-vert_msk.nii.gz",
+    "verse004": DATA / "verse_sub-verse004_labels_only" / "sub-verse004_seg-vert_msk.nii.gz",
+}
+LUMBAR = ("L1", "L2", "L3", "L4", "L5")
+#: (median, 90th percentile) an error may reach, mm.
+TARGET_MM = (3.0, 5.0)
+LANDMARKS = ("body_centroid", "canal_center", "pedicle_<side>.center", "sap_tip_<side>", "iap_tip_<side>",
+             "tp_tip_<side>", "sap_tp_junction_<side>", "spinous_tip")
+#: Landmarks measured to miss :data:`TARGET_MM` (median, p90, max mm, after this branch's fixes), by case.
+MISSES: dict[tuple[str, str], str] = {
+    ("verse010", "pedicle_<side>.center"): "3.9 / 6.1 / 6.6 mm: ours is the centroid of a box beside the canal, not "
+                                           "the centre of the narrowest cross-section",
+    ("verse004", "pedicle_<side>.center"): "4.0 / 5.2 / 5.2 mm: as verse010",
+    ("verse010", "sap_tip_<side>"): "3.8 / 14.0 / 40.7 mm: L4 right took another piece's top",
+    ("verse004", "sap_tip_<side>"): "3.8 / 6.4 / 7.6 mm",
+    ("verse010", "iap_tip_<side>"): "9.9 / 11.9 / 12.1 mm",
+    ("verse004", "iap_tip_<side>"): "7.6 / 13.1 / 13.8 mm",
+    ("verse010", "sap_tp_junction_<side>"): "8.5 / 16.1 / 25.4 mm",
+    ("verse004", "sap_tp_junction_<side>"): "10.1 / 13.2 / 16.9 mm",
+    ("verse010", "spinous_tip"): "3.6 / 10.8 / 12.3 mm",
+    ("verse004", "spinous_tip"): "8.5 / 19.6 / 20.8 mm",
+}
+
+
+def per_landmark(errors: dict[str, float]) -> dict[str, np.ndarray]:
+    """Errors grouped by landmark kind over levels and sides ("L3.sap_tip_left" -> "sap_tip_<side>")."""
+    out: dict[str, list[float]] = {}
+    for key, error in errors.items():
+        out.setdefault(re.sub(r"_(left|right)", "_<side>", key.split(".", 1)[1]), []).append(error)
+    return {kind: np.asarray(values) for kind, values in out.items()}
+
+
+def matched(spine: npl.Spine, reference: dict[str, dict]) -> dict[str, dict]:
+    """Our landmarks of the vertebra nearest (canal centre) to each reference one: names play no part here."""
+    out = {}
+    for name, marks in reference.items():
+        nearest = min(spine, key=lambda v: np.linalg.norm(np.asarray(v.landmarks.get("canal_center", np.inf))
+                                                          - marks["canal_center"]))
+        out[name] = nearest.landmarks
+    return out
+
+
+def verse_errors(path: Path) -> dict[str, np.ndarray]:
+    if not path.exists():
+        pytest.skip(f"shared real data not found at {path}")
+    labels = npl.load(path, modality="LABEL")
+    reference = {name: marks for name, marks in spine_reference(labels).items() if name in LUMBAR}
+    spine = npl.segment(ct_from_labels(labels))
+    return per_landmark(landmark_errors_mm(matched(spine, reference), reference))
+
+
+@pytest.fixture(scope="module")
+def errors() -> dict[str, dict[str, np.ndarray]]:
+    """Per-landmark errors (mm) of each case: the 1 mm phantom and the two VerSe shapes."""
+    case = npl.phantom(seed=0)
+    phantom = landmark_errors_mm(npl.segment(case.ct).landmarks(), {k: case.landmarks[k] for k in LUMBAR})
+    return {"phantom": per_landmark(phantom), **{name: verse_errors(path) for name, path in VERSE.items()}}
+
+
+def cases() -> list:
+    """Every (case, landmark), those in :data:`MISSES` marked as expected to fail (strictly: a fix shows up)."""
+    return [pytest.param(case, landmark, marks=[pytest.mark.xfail(
+                reason=f"measured median / p90 / max {MISSES[case, landmark]}", strict=True)]
+                if (case, landmark) in MISSES else [])
+            for case in ("phantom", *VERSE) for landmark in LANDMARKS]
+
+
+@pytest.mark.parametrize(("case", "landmark"), cases())
+def test_landmark_within_what_a_physician_tolerates(errors, case, landmark):
+    values = errors[case][landmark]
+    median, p90 = float(np.median(values)), float(np.percentile(values, 90))
+    assert median <= TARGET_MM[0] and p90 <= TARGET_MM[1], (
+        f"{case} {landmark}: median {median:.1f}, p90 {p90:.1f}, max {values.max():.1f} mm over {len(values)}")
+
+
+def test_reference_finders_see_every_lumbar_landmark():
+    """The reference finders find every landmark they define on both real shapes (none silently missing)."""
+    for name, path in VERSE.items():
+        if not path.exists():
+            pytest.skip(f"shared real data not found at {path}")
+        reference = spine_reference(npl.load(path, modality="LABEL"))
+        for level in LUMBAR:
+            assert len(reference[level]) == 13, (name, level, sorted(reference[level]))
