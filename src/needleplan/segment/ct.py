@@ -255,7 +255,7 @@ def _vertebrae(labels: np.ndarray, ids: list[int], slabs: list[int], names: list
         points = voxel_centres_mm(np.argwhere(mask), affine)
         above = discs[k - 2] if k >= 2 else None
         below = discs[k - 1] if k - 1 < len(discs) else None
-        own, own_canal = points, canal_points[canal_slab == k]
+        own, own_canal = points, _within_height(canal_points[canal_slab == k], points, column.curve)
         if name == "S1":  # the sacrum's lower segments curve forward: measure S1 on its own segment
             own, own_canal = _s1_segment(points, above), _s1_segment(own_canal, above)
         origin, axes = _frame(column.curve, own.mean(axis=0)[None], above, below)
@@ -273,6 +273,17 @@ def _vertebrae(labels: np.ndarray, ids: list[int], slabs: list[int], names: list
             for side in ("left", "right"):
                 marks[upper].update(foramen_and_root(marks[upper], marks[lower], side))
     return out, sacral
+
+
+def _within_height(canal_points: np.ndarray, vertebra_points: np.ndarray, curve: SpineCurve) -> np.ndarray:
+    """The canal points level with a vertebra: within its extent along the spine (where no disc bounds its slab,
+    e.g. a labelled vertebra on a scan whose discs were not found, the slab's canal runs the whole spine)."""
+    if canal_points.size == 0:
+        return canal_points
+    axis = curve.superior[int(curve.nearest(vertebra_points.mean(axis=0)[None])[0])]
+    heights = vertebra_points @ axis
+    along = canal_points @ axis
+    return canal_points[(along >= heights.min()) & (along <= heights.max())]
 
 
 def _adjacent(upper: str, lower: str) -> bool:
