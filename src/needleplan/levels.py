@@ -194,9 +194,10 @@ def _renamed(spine: Spine, names: list[str], notes: list[str], anchor_words: lis
         notes_kept = [n for n in vertebra.notes if not n.startswith("unnumbered")]
         vertebrae[name] = Vertebra(name, VERSE_IDS[name], 1.0, vertebra.landmarks, notes_kept)
     labels = spine.labels
-    voxels = table[np.asarray(labels.voxels, dtype=np.int64)] if labels.voxels.max(initial=0) < 256 else None
-    if voxels is None:
-        raise NeedleplanError("the spine's label map holds ids above 255; it cannot be renamed")
+    ids = np.asarray(labels.voxels)
+    if ids.min(initial=0) < 0 or ids.max(initial=0) > 255:
+        raise NeedleplanError("the spine's label map holds ids outside 0-255; it cannot be renamed")
+    voxels = table[ids if ids.dtype == np.uint8 else ids.astype(np.intp)]
     numbering = Numbering(
         "user", 1.0,
         [f"levels named by counting from the user's anchor(s): {'; '.join(anchor_words)}", verdict, *notes],
