@@ -40,7 +40,7 @@ def truth_spine(case: "PhantomCase") -> Spine:
         vertebrae=vertebrae,
         pelvis=landmark_arrays(case.landmarks["pelvis"]),
         structures=Volume(table[ids], case.structures.index_to_world, "LABEL"),
-        numbering=Numbering("phantom ground truth", 1.0),
+        numbering=Numbering("phantom ground truth", 1.0, confirmed_by="phantom recipe"),
         engine="phantom truth",
     )
 
