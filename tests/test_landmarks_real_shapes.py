@@ -39,8 +39,9 @@ MISSES: dict[tuple[str, str], str] = {
                                            "the centre of the narrowest cross-section",
     ("verse004", "pedicle_<side>.center"): "3.9 / 5.0 / 5.0 mm: as verse010",
     ("verse010", "sap_tip_<side>"): "1.9 / 8.4 / 9.8 mm: both L5 SAP tips 8-10 mm off",
-    ("verse010", "sap_tp_junction_<side>"): "7.5 / 17.3 / 24.6 mm",
-    ("verse004", "sap_tp_junction_<side>"): "10.8 / 16.0 / 16.5 mm",
+    ("verse010", "sap_tp_junction_<side>"): "7.6 / 14.3 / 16.2 mm: ours 2-10 mm medial of the SAP's lateral face "
+                                            "(the face is fitted over the whole SAP, which narrows upward)",
+    ("verse004", "sap_tp_junction_<side>"): "5.3 / 8.7 / 15.3 mm: as verse010",
     ("verse010", "spinous_tip"): "2.1 / 6.0 / 7.2 mm",
     ("verse010 split", "pedicle_<side>.center"): "3.9 / 6.1 / 6.6 mm: as verse010",
     ("verse004 split", "pedicle_<side>.center"): "4.0 / 5.2 / 5.2 mm: as verse010",
@@ -48,8 +49,8 @@ MISSES: dict[tuple[str, str], str] = {
     ("verse004 split", "sap_tip_<side>"): "3.8 / 6.4 / 7.6 mm",
     ("verse010 split", "iap_tip_<side>"): "9.9 / 11.9 / 12.1 mm: the split gives the IAPs to the level below",
     ("verse004 split", "iap_tip_<side>"): "7.6 / 13.1 / 13.8 mm: as verse010",
-    ("verse010 split", "sap_tp_junction_<side>"): "8.5 / 16.1 / 25.4 mm",
-    ("verse004 split", "sap_tp_junction_<side>"): "10.1 / 13.2 / 16.9 mm",
+    ("verse010 split", "sap_tp_junction_<side>"): "7.0 / 16.6 / 18.7 mm",
+    ("verse004 split", "sap_tp_junction_<side>"): "4.1 / 6.4 / 12.6 mm",
     ("verse010 split", "spinous_tip"): "3.6 / 10.8 / 12.3 mm",
     ("verse004 split", "spinous_tip"): "8.5 / 19.6 / 20.8 mm",
 }
