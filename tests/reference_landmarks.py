@@ -29,8 +29,12 @@ from needleplan.volume import Volume
 
 #: Bone within this distance of an extreme makes its tip, mm.
 TIP_DEPTH_MM = 1.0
-#: Raster of the axial projection that finds the canal, mm.
+#: Raster of the projections that find the canal and the SAP-TP corner, mm.
 RASTER_MM = 1.0
+#: The SAP's silhouette stands at least this far above the TP's upper border in the AP view, mm.
+CORNER_STEP_MM = 4.0
+#: The TP's root is the bone this far beyond the SAP's lateral face, mm.
+ROOT_REACH_MM = 6.0
 
 
 def world_points(mask: np.ndarray, index_to_world: np.ndarray) -> np.ndarray:
@@ -127,7 +131,7 @@ def reference_landmarks(points: np.ndarray, axes: np.ndarray) -> dict[str, Any]:
         marks[f"iap_tip_{side}"] = origin + axes @ _tip(articular, np.array([0, 0, -1.0]))
         tp_tip = _tip(local, np.array([s, 0.0, 0.0]))
         marks[f"tp_tip_{side}"] = origin + axes @ tp_tip
-        junction = sap_tp_junction(local, s, sap_tip, tp_tip)
+        junction = sap_tp_junction(local, s, front_y, half_width, sap_tip, tp_tip)
         if junction is not None:
             marks[f"sap_tp_junction_{side}"] = origin + axes @ junction
     heights = [(marks[f"pedicle_{side}"]["center"] - origin) @ axes[:, 2] for side in SIDE_SIGN
@@ -136,24 +140,34 @@ def reference_landmarks(points: np.ndarray, axes: np.ndarray) -> dict[str, Any]:
     return marks
 
 
-def sap_tp_junction(local: np.ndarray, s: float, sap_tip: np.ndarray, tp_tip: np.ndarray) -> np.ndarray | None:
-    """Where the TP's upper border meets the SAP's lateral face (frame).
+def sap_tp_junction(local: np.ndarray, s: float, front_y: float, half_width: float, sap_tip: np.ndarray,
+                    tp_tip: np.ndarray) -> np.ndarray | None:
+    """Where the TP's upper border meets the SAP's lateral face (frame): the corner of the AP silhouette.
 
-    The SAP's lateral face is the outermost bone of the SAP's upper half (above the TP); the TP's upper border
-    is the highest bone in the 3 mm beyond that face, in front of and behind the TP's axis (within 8 mm of it).
+    The posterior elements beside the canal (behind its front wall, so not the body) are projected as a
+    fluoroscope sees them in the AP view; the top of each 1 mm lateral column is the silhouette's upper edge: high
+    over the SAP, low over the TP. The SAP's lateral face is the outermost column still :data:`CORNER_STEP_MM`
+    above the TP's upper border (the median top of the TP's outer columns); the junction lies on that face at the
+    height of the silhouette just beyond it, at the depth (frame y) of the TP's root (the median y of the bone
+    :data:`ROOT_REACH_MM` beyond the face, below that height).
     """
     lateral = s * local[:, 0]
-    upper_sap = local[(local[:, 2] > 0.5 * (sap_tip[2] + tp_tip[2])) & (np.abs(local[:, 1] - sap_tip[1]) < 10.0)
-                      & (lateral > 0.5 * s * sap_tip[0])]
-    if not len(upper_sap):
+    arch = local[(local[:, 1] > front_y + 2.0) & (lateral > half_width)]
+    columns = np.floor(s * arch[:, 0] / RASTER_MM).astype(int)
+    reach = int(np.floor(s * tp_tip[0] / RASTER_MM))
+    tops = {c: float(arch[columns == c, 2].max()) for c in np.unique(columns)}
+    tp_border = np.median([tops[c] for c in range(reach - 15, reach - 4) if c in tops])
+    sap_column = int(np.floor(s * sap_tip[0] / RASTER_MM))
+    high = [c for c in tops if sap_column <= c < reach - 4 and tops[c] >= tp_border + CORNER_STEP_MM]
+    if not high:
         return None
-    face = float((s * upper_sap[:, 0]).max())
-    band = local[(lateral > face) & (lateral < face + 3.0) & (np.abs(local[:, 1] - tp_tip[1]) < 8.0)
-                 & (local[:, 2] < sap_tip[2] - 5.0)]
-    if not len(band):
+    face = (max(high) + 1) * RASTER_MM
+    height = max(tops.get(max(high) + k, -np.inf) for k in (1, 2))
+    root = local[(lateral > face) & (lateral < face + ROOT_REACH_MM) & (local[:, 2] <= height)
+                 & (local[:, 2] > height - 8.0)]
+    if not len(root):
         return None
-    top = _tip(band, np.array([0, 0, 1.0]))
-    return np.array([s * face, top[1], top[2]])
+    return np.array([s * face, float(np.median(root[:, 1])), height + 0.5 * RASTER_MM])
 
 
 def spine_reference(labels: Volume) -> dict[str, dict[str, Any]]:

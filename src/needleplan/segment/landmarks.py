@@ -21,6 +21,8 @@ PEDICLE_HALF_HEIGHT_MM = 7.5
 #: Angle of a lumbar facet (SAP lateral face) from the sagittal plane in the axial plane, degrees: about 25 at L1-L2
 #: to 50 at L5-S1, range about 15-65 (Masharawi 2004) with a margin.
 FACET_ANGLE_RANGE_DEG = (10.0, 70.0)
+#: The TP's root, where its upper border meets the SAP, is the bone this far beyond the SAP's lateral face, mm.
+ROOT_REACH_MM = 5.0
 
 
 def to_frame(points: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -261,7 +263,8 @@ def _posterior_elements(local: np.ndarray, origin: np.ndarray, axes: np.ndarray,
         if face is not None:
             pedicle = pedicles[side]
             floor = pedicle["center"][2] - pedicle["half_height"] + 1.0 if pedicle else -np.inf
-            junction, path = _medial_branch(tp, face, floor)
+            beside = local[(lateral > canal_half_width) & (np.abs(local[:, 1]) < 25.0)]
+            junction, path = _medial_branch(tp, face, floor, _root_top(beside, face, s, spacing_mm, tp["top"]))
             marks[f"sap_tp_junction_{side}"] = to_world(junction, origin, axes)
             marks[f"medial_branch_{side}"] = to_world(path, origin, axes)
     return marks
@@ -333,6 +336,26 @@ def _transverse_process(tp: np.ndarray, s: float, spacing_mm: float) -> dict[str
             "tip": np.append(point + reach * direction, 0.5 * (top + bottom))}
 
 
+def _root_top(points: np.ndarray, face: tuple[np.ndarray, np.ndarray, float], s: float, spacing_mm: float,
+              fallback: float) -> float:
+    """Height (frame z) of the TP's upper margin at its root, where the medial branch crosses it.
+
+    The median of the tops of the bone columns (frame points (M, 3) beside the canal) within
+    :data:`ROOT_REACH_MM` beyond the SAP's lateral face, at the bone's surface; ``fallback`` when there are none.
+    """
+    centre, along, _ = face
+    outward = np.array([along[1], -along[0]])
+    outward = outward if s * outward[0] >= 0 else -outward
+    beyond = (points[:, :2] - centre) @ outward
+    root = points[(beyond > 0.5 * spacing_mm) & (beyond < ROOT_REACH_MM)]
+    if not len(root):
+        return fallback
+    _, column = np.unique(np.floor(root[:, :2] / spacing_mm).astype(np.int64), axis=0, return_inverse=True)
+    tops = np.full(column.max() + 1, -np.inf)
+    np.maximum.at(tops, column.ravel(), root[:, 2])
+    return float(np.median(tops)) + 0.5 * spacing_mm
+
+
 def _median_extent(values: np.ndarray, groups: np.ndarray) -> float:
     """Median over the groups (ids 0..G-1 per value) of each group's extent (max - min) of ``values``."""
     high = np.full(groups.max() + 1, -np.inf)
@@ -342,12 +365,13 @@ def _median_extent(values: np.ndarray, groups: np.ndarray) -> float:
     return float(np.median(high - low))
 
 
-def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float],
-                   floor: float) -> tuple[np.ndarray, np.ndarray]:
+def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float], floor: float,
+                   root_top: float) -> tuple[np.ndarray, np.ndarray]:
     """SAP-TP junction and the medial-branch polyline on the SAP's lateral face (frame coordinates).
 
-    The junction is where the TP's axis meets the face, at the height of the TP's upper margin. The nerve runs
-    back along the face over the TP to 1 mm behind it, then down the SAP's lateral neck to the face's posterior
+    The junction is where the TP's axis meets the face, at the height of the TP's upper margin at its root
+    (``root_top``: the margin falls towards the tip, and the nerve crosses it at the root). The nerve runs
+    back along the face over the TP to 1 mm behind it (at the TP's mean upper margin), then down the SAP's lateral neck to the face's posterior
     end at the height of the TP's lower margin (not below the pedicle's lower border + 1 mm): the
     mamillo-accessory notch.
     """
@@ -359,7 +383,7 @@ def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float
     def on_face(at: float, z: float) -> np.ndarray:
         return np.append(centre + float(np.clip(at, -half_length, half_length)) * along, z)
 
-    junction = on_face(-offset / rate, tp["top"])
+    junction = on_face(-offset / rate, root_top)
     path = np.array([junction, on_face((tp["half_thickness"] + 1.0 - offset) / rate, tp["top"]),
                      on_face(half_length, max(tp["bottom"], floor))])
     return junction, path
