@@ -13,6 +13,12 @@ Cases:
   exact labels (L1-L5, sacrum) and landmarks (:func:`needleplan.segment.metrics.landmark_errors_mm`).
 - **real DICOM** (``totalseg_example_ct_dicom``, 20 slices): which vertebrae are found and whether their names
   agree, by overlap, with the reference labels (T11, T12).
+- **chest CT** (``totalseg_example_chest_ct``, 1.5 mm, contrast): the levels found and how they were numbered,
+  T12 against its reference mask (Dice), and the share of vertebra/sacrum/ilium voxels outside the spine's
+  corridor (further than 60 mm across from the vertical line through the reference T12's centroid: the heart,
+  aorta, liver, spleen and kidneys lie there).
+- **lumbar MRI** (``sct_lumbar_mri_t2``, T2, 1 mm), with the toolbox's T9-T10 disc as anchor: names, and the
+  disc centres between consecutive bodies against disc centres read by hand off the images.
 - **scale**: the phantom sampled on a 512x512x300 grid (0.71 x 0.52 x 1.06 mm, noise-free), for time and memory.
 
 Each case runs in a fresh subprocess pinned to ``--threads`` CPUs: ``import needleplan``, ``npl.load`` of the
@@ -47,13 +53,23 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data"
 SHARED_CT_DIR = DATA / "totalseg_example_abdomen_ct"
 SHARED_DICOM_DIR = DATA / "totalseg_example_ct_dicom"
+CHEST_DIR = DATA / "totalseg_example_chest_ct"
+LUMBAR_MRI = DATA / "sct_lumbar_mri_t2" / "t2_lumbar.nii.gz"
+#: The Spinal Cord Toolbox's T9-T10 disc on the lumbar MRI (its tutorial), LPS mm: the anchor the user gives.
+LUMBAR_MRI_ANCHOR = {"T9-T10": (-14.8, 74.9, -325.3)}
+#: Disc centres on the lumbar MRI (voxel i, j, k), read by hand off sagittal and axial slices (tests/
+#: test_segment_mri.py holds the same figures).
+LUMBAR_MRI_DISCS_IJK = {"T9-T10": (22, 89, 187.5), "T10-T11": (21, 90, 162), "T11-T12": (21, 97, 133.3),
+                        "T12-L1": (26, 100, 102.7), "L1-L2": (27, 107.5, 70), "L2-L3": (28, 115, 37)}
+#: Vertebra/sacrum/ilium voxels further than this across from the chest's spine line are on organs or ribs.
+CORRIDOR_MM = 60.0
 RESULTS = HERE / "RESULTS.md"
 SECTION = "## Segmentation"
 
 LUMBAR = {"L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24}
 SACRUM = 26
 TARGETS = {"shared_mean_dice": 0.85, "shared_mean_distance_mm": 3.0, "phantom_mean_dice": 0.95,
-           "phantom_landmark_median_mm": 1.5, "scale_s": 30.0, "scale_peak_gb": 4.0}
+           "phantom_landmark_median_mm": 1.5, "scale_s": 10.0, "scale_peak_gb": 2.0}
 
 #: Phantom cases: seed and ``npl.phantom`` options. Quick mode keeps the ones marked True.
 PHANTOMS: list[tuple[bool, dict[str, Any]]] = [
@@ -70,6 +86,7 @@ import json, os, resource, statistics, sys, time, traceback
 from pathlib import Path
 
 source, out, repeats, modality = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), sys.argv[4] or None
+anchors = json.loads(sys.argv[5]) if len(sys.argv) > 5 and sys.argv[5] else None
 
 def high_water_bytes():
     return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
@@ -93,7 +110,7 @@ try:
     for _ in range(repeats):
         spine = None
         start = time.perf_counter()
-        spine = npl.segment(volume)
+        spine = npl.segment(volume, anchors=anchors)
         result["segment_s"].append(time.perf_counter() - start)
     result["peak_bytes"] = high_water_bytes()
     result["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -120,6 +137,7 @@ class Run:
     result: dict[str, Any]
     labels: Any = None  # Volume
     landmarks: dict[str, Any] = field(default_factory=dict)
+    numbering: Any = None  # Numbering
 
     @property
     def ok(self) -> bool:
@@ -145,14 +163,16 @@ def pin(threads: int):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def run_segment(case: str, source: Path, work: Path, args: argparse.Namespace, modality: str = "CT") -> Run:
+def run_segment(case: str, source: Path, work: Path, args: argparse.Namespace, modality: str = "CT",
+                anchors: dict[str, Any] | None = None) -> Run:
     """Load ``source`` and segment it ``args.repeats`` times in a fresh process; read back what it returned."""
     from needleplan.anatomy import landmarks_from_dict
     from needleplan.volume import Volume
 
     out = work / f"out_{case.replace(' ', '_')}"
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", _CHILD, str(source), str(out), str(args.repeats), modality or ""]
+    command = [sys.executable, "-c", _CHILD, str(source), str(out), str(args.repeats), modality or "",
+               json.dumps(anchors) if anchors else ""]
     try:
         process = subprocess.run(command, env=child_env(args.threads), preexec_fn=pin(args.threads),
                                  capture_output=True, text=True, timeout=args.timeout)
@@ -165,7 +185,7 @@ def run_segment(case: str, source: Path, work: Path, args: argparse.Namespace, m
     run = Run(case, json.loads(result_file.read_text()))
     if run.ok:
         run.labels = Volume(np.load(out / "labels.npy"), np.load(out / "affine.npy"), "LABEL")
-        vertebrae, pelvis, _ = landmarks_from_dict(json.loads((out / "spine.json").read_text()))
+        vertebrae, pelvis, run.numbering = landmarks_from_dict(json.loads((out / "spine.json").read_text()))
         run.landmarks = {name: v.landmarks for name, v in vertebrae.items()}
         if pelvis:
             run.landmarks["pelvis"] = pelvis
@@ -302,6 +322,50 @@ def score_dicom(run: Run) -> dict[str, Any]:
             "score": score.to_dict()}
 
 
+def score_chest(run: Run) -> dict[str, Any]:
+    """The chest CT: numbering, T12 against its reference mask, and labels off the spine's corridor."""
+    import needleplan as npl
+    from needleplan.anatomy import ILIUM_IDS, VERSE_IDS, VERSE_NAMES
+
+    mask = npl.load(CHEST_DIR / "vertebrae_T12.nii.gz", modality="LABEL")
+    reference = mask.resample(run.labels.index_to_world, run.labels.shape, order=0).voxels > 0
+    ours = run.labels.voxels
+    t12 = ours == VERSE_IDS["T12"]
+    dice = 2.0 * float((t12 & reference).sum()) / max(int(t12.sum() + reference.sum()), 1)
+    under = ours[reference]
+    counts = np.bincount(under[under > 0], minlength=256)
+    named = VERSE_NAMES.get(int(np.argmax(counts)), "nothing") if counts.any() else "nothing"
+    centre = run.labels.index_to_world_points(np.argwhere(reference)[:, ::-1].astype(float)).mean(axis=0)
+    bone_ids = [*VERSE_NAMES, *ILIUM_IDS.values()]
+    labelled = np.isin(ours, bone_ids)
+    points = run.labels.index_to_world_points(np.argwhere(labelled)[:, ::-1].astype(float))
+    across = np.hypot(points[:, 0] - centre[0], points[:, 1] - centre[1])
+    numbering = run.numbering
+    return {"levels": run.result["levels"], "t12_dice": dice, "reference_t12_labelled_as": named,
+            "outside_corridor": int((across > CORRIDOR_MM).sum()), "labelled": int(labelled.sum()),
+            "has_pelvis": bool(np.isin(ours, [VERSE_IDS["S1"], *ILIUM_IDS.values()]).any()),
+            "numbering": numbering.to_dict() if numbering is not None else {}}
+
+
+def score_lumbar_mri(run: Run) -> dict[str, Any]:
+    """The lumbar MRI: names from the anchor, and each disc between two found bodies against the hand-read one."""
+    import needleplan as npl
+
+    volume = npl.load(LUMBAR_MRI)
+    truth = dict(zip(LUMBAR_MRI_DISCS_IJK, volume.index_to_world_points(
+        np.array(list(LUMBAR_MRI_DISCS_IJK.values()), dtype=float)), strict=True))
+    levels = run.result["levels"]
+    rows = []
+    for upper, lower in zip(levels[:-1], levels[1:], strict=True):
+        name = f"{upper}-{lower}"
+        found = 0.5 * (np.asarray(run.landmarks[upper]["inferior_endplate"]["center"])
+                       + np.asarray(run.landmarks[lower]["superior_endplate"]["center"]))
+        rows.append({"disc": name, "distance_mm": float(np.linalg.norm(found - truth[name]))
+                     if name in truth else math.nan})
+    return {"levels": levels, "discs": rows,
+            "numbering": run.numbering.to_dict() if run.numbering is not None else {}}
+
+
 # ---- cases --------------------------------------------------------------------------------------------------------
 def phantom_name(options: dict[str, Any]) -> str:
     spacing = options["spacing_mm"]
@@ -383,6 +447,29 @@ def run_dicom(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list
     return [run]
 
 
+def run_chest(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
+    source = CHEST_DIR / "example_chest_ct.nii.gz"
+    if not source.exists():
+        print(f"  skipping the chest CT: {source} is absent", flush=True)
+        return []
+    run = run_segment("chest CT", source, work, args)
+    report_run(run)
+    if run.ok:
+        out["chest"] = score_chest(run)
+    return [run]
+
+
+def run_lumbar_mri(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
+    if not LUMBAR_MRI.exists():
+        print(f"  skipping the lumbar MRI: {LUMBAR_MRI} is absent", flush=True)
+        return []
+    run = run_segment("lumbar MRI (T9-T10 anchor)", LUMBAR_MRI, work, args, modality="", anchors=LUMBAR_MRI_ANCHOR)
+    report_run(run)
+    if run.ok:
+        out["lumbar_mri"] = score_lumbar_mri(run)
+    return [run]
+
+
 def run_scale(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
     ct, labels, truth = scale_case()
     source = write_ct(ct, work / "phantom_512x512x300.nii")
@@ -451,8 +538,9 @@ def landmark_kind_table(phantoms: list[dict[str, Any]]) -> list[str]:
     for p in phantoms:
         for key, error in p["landmark_errors_mm"].items():
             kinds.setdefault(landmark_kind(key), []).append(error)
-    rows = [[kind, len(v), float(np.median(v)), float(np.max(v))] for kind, v in kinds.items()]
-    return table(["landmark (all phantoms, all levels)", "n", "median mm", "max mm"], rows)
+    rows = [[kind, len(v), float(np.median(v)), float(np.percentile(v, 90)), float(np.max(v))]
+            for kind, v in kinds.items()]
+    return table(["landmark (all phantoms, all levels)", "n", "median mm", "p90 mm", "max mm"], rows)
 
 
 def dicom_table(dicom: dict[str, Any]) -> list[str]:
@@ -499,6 +587,24 @@ def verdicts(out: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
         lines.append(f"- Real DICOM: found {', '.join(o['predicted'] for o in d['overlaps']) or 'no vertebra'}; "
                      f"names agree with the reference by overlap for {sum(agree)} of {len(agree)} "
                      f"(reference: {', '.join(d['reference_levels'])}).")
+    if "chest" in out:
+        c = out["chest"]
+        n = c["numbering"]
+        lines.append(f"- Chest CT: levels {', '.join(c['levels']) or 'none'}, numbered from {n.get('anchor')} "
+                     f"(confidence {n.get('confidence', math.nan):.2f}: "
+                     f"{'plans allowed' if n.get('confidence', 0) >= 0.7 else 'plans refused until confirmed'}); "
+                     f"T12 Dice {c['t12_dice']:.2f} (target >= 0.85: {met(c['t12_dice'] >= 0.85)}); reference T12 "
+                     f"labelled {c['reference_t12_labelled_as']}; pelvis labels "
+                     f"{'**present**' if c['has_pelvis'] else 'none (right: no pelvis in view)'}; "
+                     f"{c['outside_corridor']} of {c['labelled']} labelled voxels outside the spine's corridor "
+                     f"({100.0 * c['outside_corridor'] / max(c['labelled'], 1):.1f}%).")
+    if "lumbar_mri" in out:
+        m = out["lumbar_mri"]
+        distances = [r["distance_mm"] for r in m["discs"] if not math.isnan(r["distance_mm"])]
+        lines.append(f"- Lumbar MRI with the T9-T10 anchor: {', '.join(m['levels'])}; discs between found bodies "
+                     f"within {max(distances):.1f} mm of the hand-read centres (median "
+                     f"{float(np.median(distances)):.1f} mm, {len(distances)} discs)." if distances else
+                     f"- Lumbar MRI: {', '.join(m['levels'])}; no disc between two found bodies.")
     scale = [t for t in timings if t["case"].startswith("phantom 512")]
     if scale:
         t = scale[0]
@@ -555,6 +661,17 @@ def section(out: dict[str, Any], timings: list[dict[str, Any]], args: argparse.N
     if "dicom" in out:
         lines += ["", "### Real DICOM series (20 slices) against TotalSegmentator's labels", "",
                   *dicom_table(out["dicom"])]
+    if "chest" in out:
+        c = out["chest"]
+        lines += ["", "### Chest CT (contrast, 1.5 mm): numbering from the ribs, organs not bone", "",
+                  *table(["anchor looked for", "what it said"], [[k, v] for k, v in c["numbering"].get(
+                      "anchors", {}).items()]), "",
+                  "Notes: " + "; ".join(c["numbering"].get("notes", []))]
+    if "lumbar_mri" in out:
+        m = out["lumbar_mri"]
+        lines += ["", "### Lumbar T2 MRI, numbered from the toolbox's T9-T10 disc", "",
+                  *table(["disc", "found (midway between the endplates) to hand-read centre, mm"],
+                         [[r["disc"], r["distance_mm"]] for r in m["discs"]])]
     if "scale" in out:
         s = out["scale"]
         lines += ["", f"512x512x300 phantom (seed 0, noise-free, 0.71 x 0.52 x 1.06 mm): mean Dice "
@@ -585,12 +702,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=None, help="segment() calls per case (default 3; 1 quick)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per case")
-    parser.add_argument("--only", default="shared,phantoms,dicom,scale",
-                        help="comma-separated subset of: shared, phantoms, dicom, scale")
+    parser.add_argument("--only", default="shared,phantoms,dicom,chest,mri,scale",
+                        help="comma-separated subset of: shared, phantoms, dicom, chest, mri, scale")
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     wanted = set(args.only.split(","))
-    steps = {"shared": run_shared, "phantoms": run_phantoms, "dicom": run_dicom, "scale": run_scale}
+    steps = {"shared": run_shared, "phantoms": run_phantoms, "dicom": run_dicom, "chest": run_chest,
+             "mri": run_lumbar_mri, "scale": run_scale}
     if args.quick:
         steps.pop("scale")
     out: dict[str, Any] = {"machine": machine(), "threads": args.threads, "repeats": args.repeats}
