@@ -208,7 +208,8 @@ class Spine:
     pelvis : dict
         Pelvic landmarks (module docstring); empty when the pelvis is out of view.
     structures : Volume or None
-        Soft-tissue map on the image grid, ids :data:`STRUCTURE_IDS` (inside the body, bowel gas, canal, discs).
+        Soft-tissue map on the image grid, ids :data:`STRUCTURE_IDS` (inside the body, bowel gas, bone, ribs, canal,
+        discs).
     curve_mm : ndarray, shape (N, 3)
         The spine curve through the vertebral canal, cranial to caudal.
     numbering : Numbering
@@ -285,8 +286,10 @@ class Spine:
         }
 
 
-#: Ids of ``Spine.structures``.
-STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "canal": 30, "disc": 40}
+#: Ids of ``Spine.structures``. "rib" marks the ribs (beyond the vertebra they articulate with) among the bone;
+#: for a needle a rib is bone all the same.
+STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "rib": 9, "canal": 30,
+                                 "disc": 40}
 
 
 def jsonable(value: Any, finite: bool = False) -> Any:

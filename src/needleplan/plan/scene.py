@@ -56,7 +56,7 @@ class Scene:
         self.spacing_mm = float(labels.spacing_mm.min())
         ids = structures.voxels
         bone = labels.voxels.astype(np.uint8, copy=True)
-        bone[(ids == STRUCTURE_IDS["bone"]) & (bone == 0)] = OTHER_BONE
+        bone[np.isin(ids, (STRUCTURE_IDS["bone"], STRUCTURE_IDS["rib"])) & (bone == 0)] = OTHER_BONE
         self.bone = bone
         self.body = (ids > 0) | (bone > 0)
         self.canal = ids == STRUCTURE_IDS["canal"]

@@ -14,16 +14,16 @@ from ..errors import NeedleplanError
 from ..volume import Volume
 from .curve import SpineCurve, canal_mask, spine_curve
 from .discs import Disc, body_line, find_discs
+from .endplates import endplate_discs
 from .grid import to_scan_grid, voxel_centres_mm, work_grid, work_spacing_mm
 from .landmarks import foramen_and_root, vertebra_landmarks
 from .numbering import name_levels
 from .pelvis import pelvis_landmarks
+from .ribs import ribs_by_vertebra
 from .sacrum import sacrum_landmarks
 from .split import slab_index, split_bone
 from .tissue import SMOOTHING_MM, Tissue, tissue_masks
 
-#: A piece of other bone touching a vertebra counts as a rib from this size, ml.
-MIN_RIB_ML = 1.0
 #: A piece of other bone touching the sacrum counts as ilium from this size, ml.
 MIN_ILIUM_ML = 20.0
 #: The lowest vertebra is the sacrum when it is at least this tall along the spine (mm) and touches an ilium.
@@ -64,10 +64,12 @@ def _frame(curve: SpineCurve, centroid: np.ndarray, above: Disc | None, below: D
 
 @dataclass(frozen=True)
 class Column:
-    """What every CT path finds before naming vertebrae: the working grid, tissue masks, canal, curve and discs."""
+    """What every CT path finds before naming vertebrae: the working grid (HU, smoothed HU), tissue masks, canal,
+    curve and discs."""
 
     work: Volume
     hu: np.ndarray
+    smooth_hu: np.ndarray
     tissue: Tissue
     canal: np.ndarray
     curve: SpineCurve
@@ -77,7 +79,8 @@ class Column:
 
 
 def find_column(volume: Volume) -> Column:
-    """The working grid of a CT and the spine column on it: tissue masks, canal, spine curve, body line, discs."""
+    """The working grid of a CT and the spine column on it: tissue masks, canal, spine curve, body line, discs (from
+    the bone share along the body line, and thin discs from their endplates)."""
     if volume.modality not in ("CT",):
         raise NeedleplanError(f"the CT pipeline needs a CT volume in HU, got modality {volume.modality!r}")
     spacing = work_spacing_mm(volume)
@@ -94,27 +97,28 @@ def find_column(volume: Volume) -> Column:
     curve = spine_curve(canal, work.index_to_world)
     bone = tissue.bone.astype(np.float32)
     line = body_line(bone, work.world_to_index, curve, spacing)
-    discs = find_discs(bone, work.world_to_index, line, spacing)
-    return Column(work, hu, tissue, canal, curve, line, discs, spacing)
+    smooth = ndimage.gaussian_filter(hu, SMOOTHING_MM / spacing)
+    discs = endplate_discs(smooth, work.world_to_index, line, find_discs(bone, work.world_to_index, line, spacing))
+    return Column(work, hu, smooth, tissue, canal, curve, line, discs, spacing)
 
 
 def segment_ct(volume: Volume) -> Spine:
     """Segment, number and measure the spine of a CT (see :func:`needleplan.segment.segment`)."""
     column = find_column(volume)
-    work, tissue, canal, curve, line, discs, spacing = (column.work, column.tissue, column.canal, column.curve,
-                                                        column.line, column.discs, column.spacing)
+    work, tissue, curve, discs, spacing = column.work, column.tissue, column.curve, column.discs, column.spacing
     affine = work.index_to_world
-    smooth = ndimage.gaussian_filter(column.hu, SMOOTHING_MM / spacing)
-    slabs, other_base = split_bone(tissue.bone, smooth, affine, curve, discs)
+    slabs, other_base = split_bone(tissue.bone, column.smooth_hu, affine, curve, discs)
 
     present = [k for k in range(1, other_base) if np.any(slabs == k)]
     if not present:
         raise NeedleplanError("the spine curve was found but no vertebra could be separated; "
                               "the scan may be too coarse or cut too close to the spine")
     piece_ml = np.bincount(slabs.ravel()) * (spacing**3 / 1000.0)  # volume of every label, counted once
-    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, line, piece_ml) else None
+    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, column, piece_ml) else None
     ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, piece_ml) if sacrum_slab else {}
-    ribs = [_has_ribs(slabs, k, other_base, set(ilium_of), piece_ml) for k in present]
+    rib_pieces = ribs_by_vertebra(slabs, present, other_base, affine, curve, discs,
+                                  {k: _neighbours(slabs, k) for k in present})
+    ribs = [bool(rib_pieces[k]) for k in present]
     names, numbering = name_levels(len(present), sacrum_slab is not None, ribs)
 
     verse = np.zeros(slabs.shape, dtype=np.uint8)
@@ -127,7 +131,7 @@ def segment_ct(volume: Volume) -> Spine:
 
     vertebrae, sacral = _vertebrae(slabs, present, present, names, ribs, numbering.confidence, column)
     pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if sacrum_slab else {}
-    structures = _structures(tissue, canal, discs, verse, affine, spacing)
+    structures = _structures(column, verse, np.isin(slabs, [p for pieces in rib_pieces.values() for p in pieces]))
     return Spine(
         labels=labels, vertebrae=vertebrae, pelvis=pelvis,
         structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
@@ -175,21 +179,21 @@ def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engi
              for label in ids]
     vertebrae, sacral = _vertebrae(verse, ids, slabs, names, [False] * len(names), numbering.confidence, column)
     pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if "S1" in vertebrae else {}
-    structures = _structures(column.tissue, column.canal, column.discs, verse, affine, spacing)
+    structures = _structures(column, verse)
     return Spine(labels=labels, vertebrae=vertebrae, pelvis=pelvis,
                  structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
                  curve_mm=column.curve.points_mm, numbering=numbering, modality="CT", engine=engine,
                  unavailable=_unavailable(vertebrae, pelvis))
 
 
-def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, line: SpineCurve,
+def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, column: Column,
                piece_ml: np.ndarray) -> bool:
-    """Whether the lowest vertebra is the sacrum: below a disc (the L5-S1 disc), sacrum-tall along the spine and
-    touching a large piece of other bone."""
-    if k < 2:
+    """Whether the lowest vertebra is the sacrum: below a thick disc (the L5-S1 disc, never a thin thoracic one),
+    sacrum-tall along the spine and touching a large piece of other bone."""
+    if k < 2 or column.discs[k - 2].thin:
         return False
     points = voxel_centres_mm(np.argwhere(slabs == k), affine)
-    axis = line.superior[int(line.nearest(points.mean(axis=0)[None])[0])]
+    axis = column.line.superior[int(column.line.nearest(points.mean(axis=0)[None])[0])]
     height = float(np.ptp(points @ axis))
     touching = _neighbours(slabs, k)
     big = [p for p in touching if p >= other_base and piece_ml[p] >= MIN_ILIUM_ML]
@@ -220,13 +224,6 @@ def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, c
         else:
             out[piece] = "left" if share > 0.5 else "right"
     return out
-
-
-def _has_ribs(slabs: np.ndarray, k: int, other_base: int, ilia: set[int], piece_ml: np.ndarray) -> bool:
-    for piece in _neighbours(slabs, k):
-        if piece >= other_base and piece not in ilia and piece_ml[piece] >= MIN_RIB_ML:
-            return True
-    return False
 
 
 def _s1_segment(points: np.ndarray, above: Disc | None) -> np.ndarray:
@@ -292,14 +289,17 @@ def _adjacent(upper: str, lower: str) -> bool:
     return all(name in ("T13", "L6") for name in between)
 
 
-def _structures(tissue: Tissue, canal: np.ndarray, discs: list[Disc], verse: np.ndarray, affine: np.ndarray,
-                spacing: float) -> np.ndarray:
-    """Soft-tissue map on the working grid: body, gas, bone, canal, discs (:data:`STRUCTURE_IDS`)."""
+def _structures(column: Column, verse: np.ndarray, ribs: np.ndarray | None = None) -> np.ndarray:
+    """Soft-tissue map on the working grid: body, gas, bone, ribs (when given), canal, discs
+    (:data:`STRUCTURE_IDS`)."""
+    tissue, discs, affine = column.tissue, column.discs, column.work.index_to_world
     out = np.zeros(verse.shape, dtype=np.uint8)
     out[tissue.body] = STRUCTURE_IDS["body"]
     out[tissue.gas] = STRUCTURE_IDS["bowel_gas"]
     out[tissue.bone] = STRUCTURE_IDS["bone"]
-    out[canal] = STRUCTURE_IDS["canal"]
+    if ribs is not None:
+        out[ribs] = STRUCTURE_IDS["rib"]
+    out[column.canal] = STRUCTURE_IDS["canal"]
     to_index = np.linalg.inv(affine)[:3]
     for disc in discs:
         reach = 22.0 + disc.height_mm

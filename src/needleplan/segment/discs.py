@@ -36,11 +36,16 @@ MIN_LEVEL_MM = 15.0
 
 @dataclass(frozen=True)
 class Disc:
-    """An intervertebral disc: centre, normal (pointing cranially) and height along the normal, mm."""
+    """An intervertebral disc: centre, normal (pointing cranially) and height along the normal, mm.
+
+    ``thin`` marks a disc found from its endplates (:mod:`.endplates`), too thin to darken the body line: a
+    thoracic disc, never the L5-S1 disc.
+    """
 
     center_mm: np.ndarray
     normal: np.ndarray
     height_mm: float
+    thin: bool = False
 
 
 def sample_plane(array: np.ndarray, world_to_index: np.ndarray, centre: np.ndarray, u: np.ndarray, v: np.ndarray,
