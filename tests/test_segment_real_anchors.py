@@ -14,6 +14,7 @@ import pytest
 
 import needleplan as npl
 from needleplan.anatomy import ILIUM_IDS, STRUCTURE_IDS, TOTALSEG_HIP_IDS, VERSE_IDS, VERSE_NAMES, from_totalseg
+from needleplan.errors import LevelsUnconfirmedError
 from needleplan.segment.metrics import dice_per_label
 from needleplan.segment.numbering import name_levels
 
@@ -188,3 +189,11 @@ def test_conflicting_anchors_are_named():
     _, numbering = name_levels(7, True, [True, True, False, False, False, False, False])
     assert any("sacrum says L5, ribs say L4" in note for note in numbering.notes)
     assert numbering.confidence < 0.7
+
+
+def test_ribs_alone_do_not_clear_a_plan(chest):
+    # no sacrum to check the count against: twelve rib pairs are assumed, so the user is asked to confirm
+    spine = chest[2]
+    assert spine.numbering.anchor == "ribs" and not spine.numbering.confirmed()
+    with pytest.raises(LevelsUnconfirmedError):
+        npl.plan_all(spine)

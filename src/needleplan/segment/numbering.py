@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from ..anatomy import LEVEL_ORDER, Numbering
 
+#: The last rib-bearing vertebra alone, with a rib-free one below it, names the levels; no second anchor checks
+#: the count, so planning (which needs 0.7 by default) asks the user to confirm.
+RIBS_ALONE_CONFIDENCE = 0.65
+
 _ABOVE_SACRUM = ("L5", "L4", "L3", "L2", "L1", "T12", "T11", "T10", "T9", "T8", "T7", "T6", "T5", "T4", "T3", "T2",
                  "T1", "C7", "C6", "C5", "C4", "C3", "C2", "C1")
 
@@ -89,8 +93,10 @@ def _named(count: int, has_sacrum: bool, last_rib: int | None) -> tuple[list[str
         return names, Numbering("sacrum", 0.5, notes)
     if last_rib is not None:
         names = [*_upward("T12", last_rib + 1), *[f"L{n}" for n in range(1, count - last_rib)]]
-        notes = ["no sacrum in view: anchored on the last rib-bearing vertebra, taken as T12"]
-        confidence = 0.7
+        notes = ["no sacrum in view: anchored on the last rib-bearing vertebra, taken as T12 (twelve rib pairs "
+                 "assumed: a thirteenth pair, hypoplastic twelfth ribs or lumbar ribs would shift every name; "
+                 "confirm the level before treating)"]
+        confidence = RIBS_ALONE_CONFIDENCE
         if last_rib == count - 1:
             notes.append("no rib-free vertebra below it is in view, so it could be a higher thoracic level")
             confidence = 0.4
