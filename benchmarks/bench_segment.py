@@ -394,16 +394,21 @@ def scale_case():
     return ct, labels, case.landmarks
 
 
-def run_shared(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
-    source = SHARED_CT_DIR / "example_ct.nii.gz"
+def run_real(case: str, source: Path, key: str, score, work: Path, args: argparse.Namespace,
+             out: dict[str, Any], **options: Any) -> list[Run]:
+    """Segment one real scan (skipped when the shared data is absent) and keep ``score(run)`` as ``out[key]``."""
     if not source.exists():
-        print(f"  skipping the shared CT: {source} is absent", flush=True)
+        print(f"  skipping the {case}: {source} is absent", flush=True)
         return []
-    run = run_segment("shared CT", source, work, args)
+    run = run_segment(case, source, work, args, **options)
     report_run(run)
     if run.ok:
-        out["shared_ct"] = score_shared_ct(run)
+        out[key] = score(run)
     return [run]
+
+
+def run_shared(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
+    return run_real("shared CT", SHARED_CT_DIR / "example_ct.nii.gz", "shared_ct", score_shared_ct, work, args, out)
 
 
 def run_phantoms(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
@@ -436,38 +441,16 @@ def _truth_points(truth: dict[str, Any]) -> dict[str, float]:
 
 
 def run_dicom(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
-    source = SHARED_DICOM_DIR / "dicom"
-    if not source.is_dir():
-        print(f"  skipping the DICOM series: {source} is absent", flush=True)
-        return []
-    run = run_segment("real DICOM", source, work, args, modality="")
-    report_run(run)
-    if run.ok:
-        out["dicom"] = score_dicom(run)
-    return [run]
+    return run_real("real DICOM", SHARED_DICOM_DIR / "dicom", "dicom", score_dicom, work, args, out, modality="")
 
 
 def run_chest(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
-    source = CHEST_DIR / "example_chest_ct.nii.gz"
-    if not source.exists():
-        print(f"  skipping the chest CT: {source} is absent", flush=True)
-        return []
-    run = run_segment("chest CT", source, work, args)
-    report_run(run)
-    if run.ok:
-        out["chest"] = score_chest(run)
-    return [run]
+    return run_real("chest CT", CHEST_DIR / "example_chest_ct.nii.gz", "chest", score_chest, work, args, out)
 
 
 def run_lumbar_mri(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
-    if not LUMBAR_MRI.exists():
-        print(f"  skipping the lumbar MRI: {LUMBAR_MRI} is absent", flush=True)
-        return []
-    run = run_segment("lumbar MRI (T9-T10 anchor)", LUMBAR_MRI, work, args, modality="", anchors=LUMBAR_MRI_ANCHOR)
-    report_run(run)
-    if run.ok:
-        out["lumbar_mri"] = score_lumbar_mri(run)
-    return [run]
+    return run_real("lumbar MRI (T9-T10 anchor)", LUMBAR_MRI, "lumbar_mri", score_lumbar_mri, work, args, out,
+                    modality="", anchors=LUMBAR_MRI_ANCHOR)
 
 
 def run_scale(work: Path, args: argparse.Namespace, out: dict[str, Any]) -> list[Run]:
