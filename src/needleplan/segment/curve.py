@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import NeedleplanError
+from .label_stats import label_means, label_sizes
 from .tissue import IN_SLICE, fill_holes_per_slice
 
 #: Cranio-caudal closing length (mm) that bridges interlaminar gaps and discs around the canal.
@@ -84,9 +85,8 @@ def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu
     labels, count = ndimage.label(holes, structure=IN_SLICE)
     if count == 0:
         return np.zeros(bone.shape, dtype=bool)
-    index = np.arange(1, count + 1)
-    area = ndimage.sum(holes, labels, index) * spacing_mm**2
-    mean = ndimage.mean(hu, labels, index)
+    area = label_sizes(labels, count) * spacing_mm**2
+    mean = label_means(hu, labels, count)
     keep = (area >= CANAL_AREA_MM2[0]) & (area <= CANAL_AREA_MM2[1]) & (mean < soft_peak_hu + CANAL_ABOVE_SOFT_HU)
     kept = np.concatenate([[False], keep])[labels]
     # canal holes exist only where an arch closes the ring: chain them across the gaps between vertebrae

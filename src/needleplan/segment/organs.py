@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .label_stats import label_sizes
+
 #: Blood with iodinated contrast is brighter than this; the marrow of all but the densest vertebrae is not, HU.
 POOL_HU = 250.0
 #: Cortical bone (a femoral shaft) is this bright; pools are below it (undiluted contrast in a small vein aside), HU.
@@ -55,9 +57,8 @@ def blood_pools(smooth_hu: np.ndarray, body: np.ndarray, bright: np.ndarray, spa
     labels, count = ndimage.label(solid)
     if count == 0:
         return solid
-    index = np.arange(1, count + 1)
-    ml = ndimage.sum(solid, labels, index) * spacing_mm**3 / 1000.0
-    median = ndimage.median(smooth_hu, labels, index)
+    ml = label_sizes(labels, count) * spacing_mm**3 / 1000.0
+    median = ndimage.median(smooth_hu, labels, np.arange(1, count + 1))
     keep = np.concatenate([[False], (ml >= POOL_MIN_ML) & (median < CORTICAL_HU)])
     pools = keep[labels]
     if not pools.any():
