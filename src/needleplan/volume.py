@@ -354,5 +354,6 @@ def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, int, int], 
             lower = np.take(out, below, axis=axis).astype(kind, copy=False)
             upper = np.take(out, np.minimum(below + 1, n - 1), axis=axis).astype(kind, copy=False)
             out = lower + (upper - lower) * weight
-        out = np.where(inside.reshape(along), out, fill)
+        if not inside.all():
+            out = np.where(inside.reshape(along), out, fill)
     return np.ascontiguousarray(out, dtype=kind)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .grid import bounding_box
 from .label_stats import label_means
 from .organs import blood_pools
 
@@ -104,11 +105,22 @@ def soft_tissue_peak(hu: np.ndarray, body: np.ndarray) -> tuple[float, float]:
 
 
 def bone_mask(hu: np.ndarray, body: np.ndarray, soft_peak_hu: float, bone_hu: float) -> np.ndarray:
-    """Bone: above ``bone_hu``, in components that hold cortex, with cancellous holes filled slice by slice."""
+    """Bone: above ``bone_hu``, in components that hold cortex, with cancellous holes filled slice by slice.
+
+    The work is done on the bounding box of the voxels above ``bone_hu`` (holes filled lie inside it).
+    """
     candidate = (hu > bone_hu) & body
-    labels, count = ndimage.label(candidate)
-    if count == 0:
+    box = bounding_box(candidate, margin=1)
+    if box is None:
         return candidate
+    bone = np.zeros(candidate.shape, dtype=bool)
+    bone[box] = _bone_in_box(hu[box], candidate[box], soft_peak_hu, bone_hu)
+    return bone
+
+
+def _bone_in_box(hu: np.ndarray, candidate: np.ndarray, soft_peak_hu: float, bone_hu: float) -> np.ndarray:
+    """:func:`bone_mask` on a box around the ``candidate`` voxels (above ``bone_hu`` inside the body)."""
+    labels, count = ndimage.label(candidate)
     has_cortex = np.zeros(count + 1, dtype=bool)
     has_cortex[np.unique(labels[(hu > bone_hu + CORTEX_ABOVE_BONE_HU) & candidate])] = True
     has_cortex[0] = False
