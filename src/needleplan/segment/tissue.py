@@ -139,11 +139,17 @@ def trim_partial_volume(bone: np.ndarray, hu: np.ndarray, soft_peak_hu: float) -
     """Drop the bone's outer voxels that hold less than :data:`EDGE_SHARE` of the way to their brightest neighbour.
 
     A voxel that only grazes a bright cortex passes any fixed threshold; the edge of an object sits near the
-    half-way value between the tissues on either side, which this approximates one voxel layer deep.
+    half-way value between the tissues on either side, which this approximates one voxel layer deep. The work is
+    done on the bone's bounding box.
     """
-    edge = bone & ~ndimage.binary_erosion(bone)
-    brightest = ndimage.maximum_filter(np.where(bone, hu, -1000.0), size=3)
-    return bone & ~(edge & (hu < soft_peak_hu + EDGE_SHARE * (brightest - soft_peak_hu)))
+    trimmed = np.zeros(bone.shape, dtype=bool)
+    box = bounding_box(bone, margin=1)
+    if box is not None:
+        bone, hu = bone[box], hu[box]
+        edge = bone & ~ndimage.binary_erosion(bone)
+        brightest = ndimage.maximum_filter(np.where(bone, hu, -1000.0), size=3)
+        trimmed[box] = bone & ~(edge & (hu < soft_peak_hu + EDGE_SHARE * (brightest - soft_peak_hu)))
+    return trimmed
 
 
 def tissue_masks(hu: np.ndarray, spacing_mm: float) -> Tissue:
