@@ -22,8 +22,10 @@ def voxel_centres_mm(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
-    """The slices of the smallest box holding a mask's voxels, grown by ``margin`` voxels within the array; None if
-    the mask is empty."""
+    """The smallest box (slices) holding a mask's voxels, grown by ``margin`` voxels within the array.
+
+    Returns None when the mask is empty.
+    """
     found = ndimage.find_objects(mask.astype(np.uint8))
     if not found:
         return None
