@@ -353,6 +353,10 @@ def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, int, int], 
             weight = (x - below).astype(kind).reshape(along)
             lower = np.take(out, below, axis=axis).astype(kind, copy=False)
             upper = np.take(out, np.minimum(below + 1, n - 1), axis=axis).astype(kind, copy=False)
-            out = lower + (upper - lower) * weight
-        out = np.where(inside.reshape(along), out, fill)
+            upper -= lower  # lower + (upper - lower) * weight, in place
+            upper *= weight
+            upper += lower
+            out = upper
+        if not inside.all():
+            out = np.where(inside.reshape(along), out, fill)
     return np.ascontiguousarray(out, dtype=kind)

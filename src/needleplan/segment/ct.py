@@ -38,16 +38,22 @@ JOINED_SHARE = 0.2
 S1_SEGMENT_MM = 30.0
 
 
-def _neighbours(labels: np.ndarray, label: int, reach: int = 2) -> dict[int, int]:
-    """Other labels within ``reach`` voxels of ``label``'s voxels, with the count of contact voxels."""
-    where = ndimage.find_objects((labels == label).astype(np.uint8))
-    if not where or where[0] is None:
-        return {}
-    box = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in where[0])
+Box = tuple[slice, ...]
+
+
+def _neighbours(labels: np.ndarray, label: int, box: Box, reach: int = 2) -> dict[int, int]:
+    """Other labels within ``reach`` voxels of ``label``'s voxels (which lie in ``box``), with the count of contact
+    voxels."""
+    box = tuple(slice(max(s.start - reach, 0), s.stop + reach) for s in box)
     crop = labels[box]
     grown = ndimage.binary_dilation(crop == label, iterations=reach)
     found, counts = np.unique(crop[grown & (crop != label) & (crop > 0)], return_counts=True)
     return dict(zip(found.tolist(), counts.tolist(), strict=True))
+
+
+def _voxels_of(labels: np.ndarray, label: int, box: Box) -> np.ndarray:
+    """Indices (M, 3) (z, y, x) of ``label``'s voxels, which lie in ``box``, in ``np.argwhere``'s order."""
+    return np.argwhere(labels[box] == label) + [s.start for s in box]
 
 
 def _frame(curve: SpineCurve, centroid: np.ndarray, above: Disc | None, below: Disc | None) -> tuple[np.ndarray,
@@ -109,15 +115,17 @@ def segment_ct(volume: Volume) -> Spine:
     affine = work.index_to_world
     slabs, other_base = split_bone(tissue.bone, column.smooth_hu, affine, curve, discs)
 
-    present = [k for k in range(1, other_base) if np.any(slabs == k)]
+    piece_ml = np.bincount(slabs.ravel()) * (spacing**3 / 1000.0)  # volume of every label, counted once
+    present = [k for k in range(1, min(other_base, len(piece_ml))) if piece_ml[k] > 0]
     if not present:
         raise NeedleplanError("the spine curve was found but no vertebra could be separated; "
                               "the scan may be too coarse or cut too close to the spine")
-    piece_ml = np.bincount(slabs.ravel()) * (spacing**3 / 1000.0)  # volume of every label, counted once
-    sacrum_slab = present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, column, piece_ml) else None
-    ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, piece_ml) if sacrum_slab else {}
+    boxes = ndimage.find_objects(slabs)  # label k's voxels lie in boxes[k - 1]
+    sacrum_slab = (present[-1] if _is_sacrum(slabs, present[-1], other_base, affine, column, piece_ml, boxes)
+                   else None)
+    ilium_of = _ilia(slabs, sacrum_slab, other_base, affine, curve, piece_ml, boxes) if sacrum_slab else {}
     rib_pieces = ribs_by_vertebra(slabs, present, other_base, affine, curve, discs,
-                                  {k: _neighbours(slabs, k) for k in present})
+                                  {k: _neighbours(slabs, k, boxes[k - 1]) for k in present})
     ribs = [bool(rib_pieces[k]) for k in present]
     names, numbering = name_levels(len(present), sacrum_slab is not None, ribs)
 
@@ -187,34 +195,34 @@ def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engi
 
 
 def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, column: Column,
-               piece_ml: np.ndarray) -> bool:
+               piece_ml: np.ndarray, boxes: list[Box | None]) -> bool:
     """Whether the lowest vertebra is the sacrum: below a thick disc (the L5-S1 disc, never a thin thoracic one),
-    sacrum-tall along the spine and touching a large piece of other bone."""
+    sacrum-tall along the spine and touching a large piece of other bone (``boxes[k - 1]`` holds label k)."""
     if k < 2 or column.discs[k - 2].thin:
         return False
-    points = voxel_centres_mm(np.argwhere(slabs == k), affine)
+    points = voxel_centres_mm(_voxels_of(slabs, k, boxes[k - 1]), affine)
     axis = column.line.superior[int(column.line.nearest(points.mean(axis=0)[None])[0])]
     height = float(np.ptp(points @ axis))
-    touching = _neighbours(slabs, k)
+    touching = _neighbours(slabs, k, boxes[k - 1])
     big = [p for p in touching if p >= other_base and piece_ml[p] >= MIN_ILIUM_ML]
     return MIN_SACRUM_HEIGHT_MM <= height <= MAX_SACRUM_HEIGHT_MM and bool(big)
 
 
 def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, curve: SpineCurve,
-          piece_ml: np.ndarray) -> dict[int, str]:
-    """Pieces of other bone that touch the sacrum and are large: ilium id -> side.
+          piece_ml: np.ndarray, boxes: list[Box | None]) -> dict[int, str]:
+    """Pieces of other bone that touch the sacrum and are large: ilium id -> side (``boxes[k - 1]`` holds label k).
 
     A piece lying on both sides of the sacrum's midsagittal plane (curve point and left vector nearest the
     sacrum's centroid) holds both hip bones: it is cut on that plane and its right part gets a new id in
     ``slabs`` (changed in place).
     """
-    sacral_centre = voxel_centres_mm(np.argwhere(slabs == sacrum), affine).mean(axis=0)
+    sacral_centre = voxel_centres_mm(_voxels_of(slabs, sacrum, boxes[sacrum - 1]), affine).mean(axis=0)
     n = int(curve.nearest(sacral_centre[None])[0])
     out: dict[int, str] = {}
-    for piece in _neighbours(slabs, sacrum):
+    for piece in _neighbours(slabs, sacrum, boxes[sacrum - 1]):
         if piece < other_base or piece_ml[piece] < MIN_ILIUM_ML:
             continue
-        zyx = np.argwhere(slabs == piece)
+        zyx = _voxels_of(slabs, piece, boxes[piece - 1])
         on_left = (voxel_centres_mm(zyx, affine) - curve.points_mm[n]) @ curve.left[n] > 0
         share = float(on_left.mean())
         if min(share, 1.0 - share) >= JOINED_SHARE:

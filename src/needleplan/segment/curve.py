@@ -15,6 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import NeedleplanError
+from .grid import bounding_box
+from .label_stats import label_means, label_sizes
 from .tissue import IN_SLICE, fill_holes_per_slice
 
 #: Cranio-caudal closing length (mm) that bridges interlaminar gaps and discs around the canal.
@@ -74,8 +76,26 @@ def frames_along(points_mm: np.ndarray) -> SpineCurve:
 
 
 def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu: float) -> np.ndarray:
-    """The vertebral canal on an LPS-aligned isotropic grid ((z, y, x) arrays): the longest chain of canal holes."""
-    reach = max(1, int(round(0.5 * BRIDGE_MM / spacing_mm)))
+    """The vertebral canal on an LPS-aligned isotropic grid ((z, y, x) arrays): the longest chain of canal holes.
+
+    The work is done on the bone's bounding box, with a margin that holds the closing's and the chaining's reach.
+    """
+    canal = np.zeros(bone.shape, dtype=bool)
+    reach, link = _half_voxels(BRIDGE_MM, spacing_mm), _half_voxels(LINK_MM, spacing_mm)
+    box = bounding_box(bone, margin=reach + link + 1)
+    if box is not None:
+        canal[box] = _canal_in_box(bone[box], hu[box], spacing_mm, soft_peak_hu)
+    return canal
+
+
+def _half_voxels(length_mm: float, spacing_mm: float) -> int:
+    """Half a length in whole voxels, at least one."""
+    return max(1, int(round(0.5 * length_mm / spacing_mm)))
+
+
+def _canal_in_box(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu: float) -> np.ndarray:
+    """:func:`canal_mask` on a box around the bone."""
+    reach = _half_voxels(BRIDGE_MM, spacing_mm)
     z_line = np.zeros((2 * reach + 1, 3, 3), dtype=bool)
     z_line[:, 1, 1] = True
     closed = ndimage.binary_closing(bone, structure=z_line, border_value=0) | bone
@@ -84,13 +104,12 @@ def canal_mask(bone: np.ndarray, hu: np.ndarray, spacing_mm: float, soft_peak_hu
     labels, count = ndimage.label(holes, structure=IN_SLICE)
     if count == 0:
         return np.zeros(bone.shape, dtype=bool)
-    index = np.arange(1, count + 1)
-    area = ndimage.sum(holes, labels, index) * spacing_mm**2
-    mean = ndimage.mean(hu, labels, index)
+    area = label_sizes(labels, count) * spacing_mm**2
+    mean = label_means(hu, labels, count)
     keep = (area >= CANAL_AREA_MM2[0]) & (area <= CANAL_AREA_MM2[1]) & (mean < soft_peak_hu + CANAL_ABOVE_SOFT_HU)
     kept = np.concatenate([[False], keep])[labels]
     # canal holes exist only where an arch closes the ring: chain them across the gaps between vertebrae
-    link = max(1, int(round(0.5 * LINK_MM / spacing_mm)))
+    link = _half_voxels(LINK_MM, spacing_mm)
     z_link = np.zeros((2 * link + 1, 1, 1), dtype=bool)
     z_link[:, 0, 0] = True
     chains, chain_count = ndimage.label(ndimage.binary_dilation(kept, structure=z_link),

@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from .curve import SpineCurve, frames_along
+from .label_stats import label_sizes
 
 #: The body is searched this far in front of the canal centre (posterior offsets, mm) ...
 BODY_WINDOW_POSTERIOR_MM = (-75.0, -6.0)
@@ -73,7 +74,7 @@ def body_line(bone: np.ndarray, world_to_index: np.ndarray, curve: SpineCurve, s
         labels, count = ndimage.label(plane)
         if count == 0:
             continue
-        sizes = ndimage.sum(plane, labels, np.arange(1, count + 1))
+        sizes = label_sizes(labels, count)
         body = labels == int(np.argmax(sizes)) + 1
         where = np.nonzero(body)
         offsets[n] = lateral[where[0]].mean(), forward[where[1]].mean()

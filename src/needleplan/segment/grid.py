@@ -21,6 +21,25 @@ def voxel_centres_mm(zyx: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return zyx[:, ::-1] @ affine[:3, :3].T + affine[:3, 3]
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """The smallest box (slices) holding a mask's voxels, grown by ``margin`` voxels within the array.
+
+    Returns None when the mask is empty.
+    """
+    found = ndimage.find_objects(mask.astype(np.uint8))
+    if not found:
+        return None
+    return tuple(slice(max(s.start - margin, 0), min(s.stop + margin, n)) for s, n in zip(found[0], mask.shape,
+                                                                                        strict=True))
+
+
+def shifted_affine(affine: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """The index_to_world of a box (slices (z, y, x)) cut out of a grid with index_to_world ``affine``."""
+    out = affine.copy()
+    out[:3, 3] = affine[:3, :3] @ [box[2].start, box[1].start, box[0].start] + affine[:3, 3]
+    return out
+
+
 def work_spacing_mm(volume: Volume) -> float:
     """Isotropic working spacing for a scan: its finest spacing, clipped to :data:`WORK_SPACING_RANGE_MM`."""
     low, high = WORK_SPACING_RANGE_MM

@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .grid import bounding_box
+from .label_stats import label_sizes
+
 #: Blood with iodinated contrast is brighter than this; the marrow of all but the densest vertebrae is not, HU.
 POOL_HU = 250.0
 #: Cortical bone (a femoral shaft) is this bright; pools are below it (undiluted contrast in a small vein aside), HU.
@@ -50,17 +53,26 @@ def blood_pools(smooth_hu: np.ndarray, body: np.ndarray, bright: np.ndarray, spa
     -------
     ndarray of bool (z, y, x)
     """
+    pools = np.zeros(body.shape, dtype=bool)
+    candidate = (smooth_hu > POOL_HU) & body
+    rim = max(1, int(round(POOL_RIM_MM / spacing_mm)))
+    box = bounding_box(candidate, margin=rim)  # an opening stays inside its input, the rim within its reach
+    if box is not None:
+        pools[box] = _pools_in_box(smooth_hu[box], candidate[box], bright[box], spacing_mm, rim)
+    return pools
+
+
+def _pools_in_box(smooth_hu: np.ndarray, candidate: np.ndarray, bright: np.ndarray, spacing_mm: float,
+                  rim: int) -> np.ndarray:
+    """:func:`blood_pools` on a box holding every voxel above :data:`POOL_HU` and ``rim`` voxels around them."""
     radius = max(1, int(round(POOL_BALL_RADIUS_MM / spacing_mm)))
-    solid = ndimage.binary_opening((smooth_hu > POOL_HU) & body, _ball(radius))
+    solid = ndimage.binary_opening(candidate, _ball(radius))
     labels, count = ndimage.label(solid)
-    if count == 0:
-        return solid
-    index = np.arange(1, count + 1)
-    ml = ndimage.sum(solid, labels, index) * spacing_mm**3 / 1000.0
-    median = ndimage.median(smooth_hu, labels, index)
-    keep = np.concatenate([[False], (ml >= POOL_MIN_ML) & (median < CORTICAL_HU)])
+    ml = label_sizes(labels, count) * spacing_mm**3 / 1000.0
+    keep = np.zeros(count + 1, dtype=bool)
+    for piece in np.flatnonzero(ml >= POOL_MIN_ML) + 1:
+        keep[piece] = np.median(smooth_hu[labels == piece]) < CORTICAL_HU
     pools = keep[labels]
     if not pools.any():
         return pools
-    rim = max(1, int(round(POOL_RIM_MM / spacing_mm)))
     return pools | (ndimage.binary_dilation(pools, iterations=rim) & bright)

@@ -16,7 +16,7 @@ from scipy.spatial import cKDTree
 
 from .curve import SpineCurve
 from .discs import Disc
-from .grid import voxel_centres_mm
+from .grid import bounding_box, shifted_affine, voxel_centres_mm
 
 #: The middle share of each slab (between its disc planes) that seeds its vertebra.
 MARKER_CORE_SHARE = 0.5
@@ -60,6 +60,9 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
                discs: list[Disc]) -> tuple[np.ndarray, int]:
     """Label the bone: slab k's vertebra gets k + 1 (k = 0 above the first disc), other bone ``OTHER + n``.
 
+    The work is done on the bone's bounding box (one voxel of margin), which holds every marker and every
+    voxel that keeps a label.
+
     Parameters
     ----------
     bone : ndarray of bool (z, y, x)
@@ -79,6 +82,17 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     other_base : int
         First id of the other-bone labels.
     """
+    labels = np.zeros(bone.shape, dtype=np.int32)
+    other_base = len(discs) + 2
+    box = bounding_box(bone, margin=1)
+    if box is not None:
+        labels[box] = _split_box(bone[box], smooth_hu[box], shifted_affine(affine, box), curve, discs, other_base)
+    return labels, other_base
+
+
+def _split_box(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curve: SpineCurve, discs: list[Disc],
+               other_base: int) -> np.ndarray:
+    """:func:`split_bone` on a box that holds all the bone (arguments alike; ``affine`` is the box's)."""
     zyx = np.argwhere(bone)
     points = voxel_centres_mm(zyx, affine)
     distance, _ = cKDTree(curve.points_mm).query(points)
@@ -90,7 +104,6 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
         here = seed & (slab == k)
         if here.sum() * voxel_ml >= MIN_VERTEBRA_ML:
             markers[tuple(zyx[here].T)] = k + 1
-    other_base = len(discs) + 2
     far = np.zeros(bone.shape, dtype=bool)
     far[tuple(zyx[distance > OTHER_BONE_MM].T)] = True
     pieces, count = ndimage.label(far, structure=np.ones((3, 3, 3), dtype=bool))
@@ -101,4 +114,4 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     )
     labels = sitk.GetArrayFromImage(flooded).astype(np.int32)
     labels[~bone] = 0
-    return labels, other_base
+    return labels

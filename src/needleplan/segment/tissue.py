@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .grid import bounding_box
+from .label_stats import label_means
 from .organs import blood_pools
 
 #: Voxels above this HU (smoothed) are inside the body.
@@ -58,8 +60,18 @@ class Tissue:
 
 
 def fill_holes_per_slice(mask: np.ndarray, axis: int = 0) -> np.ndarray:
-    """Fill the 2D holes of every slice of a 3D mask across ``axis`` (0: axial on a (z, y, x) grid)."""
-    return ndimage.binary_fill_holes(mask, structure=np.moveaxis(IN_SLICE, 0, axis))
+    """Fill the 2D holes of every slice of a 3D mask across ``axis`` (0: axial on a (z, y, x) grid).
+
+    A hole is a 4-connected in-slice region of background that does not reach the slice's edge (as
+    ``ndimage.binary_fill_holes`` with an in-slice structure, found by one labelling instead of iterated dilation).
+    """
+    background, count = ndimage.label(~mask, structure=np.moveaxis(IN_SLICE, 0, axis))
+    outside = np.zeros(count + 1, dtype=bool)
+    outside[0] = True  # the mask itself
+    for edge_axis in {0, 1, 2} - {axis}:
+        outside[np.take(background, 0, axis=edge_axis)] = True
+        outside[np.take(background, -1, axis=edge_axis)] = True
+    return ~outside[background] | mask
 
 
 def body_mask(hu: np.ndarray) -> np.ndarray:
@@ -93,11 +105,22 @@ def soft_tissue_peak(hu: np.ndarray, body: np.ndarray) -> tuple[float, float]:
 
 
 def bone_mask(hu: np.ndarray, body: np.ndarray, soft_peak_hu: float, bone_hu: float) -> np.ndarray:
-    """Bone: above ``bone_hu``, in components that hold cortex, with cancellous holes filled slice by slice."""
+    """Bone: above ``bone_hu``, in components that hold cortex, with cancellous holes filled slice by slice.
+
+    The work is done on the bounding box of the voxels above ``bone_hu`` (holes filled lie inside it).
+    """
     candidate = (hu > bone_hu) & body
-    labels, count = ndimage.label(candidate)
-    if count == 0:
+    box = bounding_box(candidate, margin=1)
+    if box is None:
         return candidate
+    bone = np.zeros(candidate.shape, dtype=bool)
+    bone[box] = _bone_in_box(hu[box], candidate[box], soft_peak_hu, bone_hu)
+    return bone
+
+
+def _bone_in_box(hu: np.ndarray, candidate: np.ndarray, soft_peak_hu: float, bone_hu: float) -> np.ndarray:
+    """:func:`bone_mask` on a box around the ``candidate`` voxels (above ``bone_hu`` inside the body)."""
+    labels, count = ndimage.label(candidate)
     has_cortex = np.zeros(count + 1, dtype=bool)
     has_cortex[np.unique(labels[(hu > bone_hu + CORTEX_ABOVE_BONE_HU) & candidate])] = True
     has_cortex[0] = False
@@ -107,7 +130,7 @@ def bone_mask(hu: np.ndarray, body: np.ndarray, soft_peak_hu: float, bone_hu: fl
         holes = fill_holes_per_slice(bone, axis) & ~bone
         hole_labels, hole_count = ndimage.label(holes, structure=np.moveaxis(IN_SLICE, 0, axis))
         if hole_count:
-            means = ndimage.mean(hu, hole_labels, index=np.arange(1, hole_count + 1))
+            means = label_means(hu, hole_labels, hole_count)
             marrow |= np.concatenate([[False], means > soft_peak_hu + MARROW_ABOVE_SOFT_HU])[hole_labels]
     return bone | marrow
 
@@ -116,11 +139,17 @@ def trim_partial_volume(bone: np.ndarray, hu: np.ndarray, soft_peak_hu: float) -
     """Drop the bone's outer voxels that hold less than :data:`EDGE_SHARE` of the way to their brightest neighbour.
 
     A voxel that only grazes a bright cortex passes any fixed threshold; the edge of an object sits near the
-    half-way value between the tissues on either side, which this approximates one voxel layer deep.
+    half-way value between the tissues on either side, which this approximates one voxel layer deep. The work is
+    done on the bone's bounding box.
     """
-    edge = bone & ~ndimage.binary_erosion(bone)
-    brightest = ndimage.maximum_filter(np.where(bone, hu, -1000.0), size=3)
-    return bone & ~(edge & (hu < soft_peak_hu + EDGE_SHARE * (brightest - soft_peak_hu)))
+    trimmed = np.zeros(bone.shape, dtype=bool)
+    box = bounding_box(bone, margin=1)
+    if box is not None:
+        bone, hu = bone[box], hu[box]
+        edge = bone & ~ndimage.binary_erosion(bone)
+        brightest = ndimage.maximum_filter(np.where(bone, hu, -1000.0), size=3)
+        trimmed[box] = bone & ~(edge & (hu < soft_peak_hu + EDGE_SHARE * (brightest - soft_peak_hu)))
+    return trimmed
 
 
 def tissue_masks(hu: np.ndarray, spacing_mm: float) -> Tissue:
