@@ -23,6 +23,19 @@ PEDICLE_HALF_HEIGHT_MM = 7.5
 FACET_ANGLE_RANGE_DEG = (10.0, 70.0)
 #: The TP's root, where its upper border meets the SAP, is the bone this far beyond the SAP's lateral face, mm.
 ROOT_REACH_MM = 5.0
+#: A pedicle's cross-section is the bone within this distance of its axis, mm: beyond a lumbar pedicle's half-height
+#: (7-8 mm, Zindrick 1987) and half-width (4-9 mm), short of the body and the processes around it.
+SECTION_RADIUS_MM = 10.0
+#: Angles of a lumbar pedicle's axis from the sagittal plane in the axial plane, running back and out, degrees:
+#: about 11 at L1 to 30 at L5 (Zindrick 1987), searched every 5 from the sagittal plane.
+PEDICLE_ANGLES_DEG = np.arange(0.0, 31.0, 5.0)
+#: Cross-sections with at most this many more voxels than the narrowest (a fraction) belong to the isthmus.
+ISTHMUS_TOLERANCE = 0.15
+#: Coarsest voxel that finds the isthmus, mm: a lumbar pedicle's cross-section (about 9 x 15 mm) then holds 26 voxels.
+ISTHMUS_MAX_SPACING_MM = 2.0
+#: The canal's centre is that of its voxels within this height of the pedicles' centres (its outline that of the
+#: voxel layer at their height), mm.
+CANAL_HALF_SLAB_MM = 4.0
 
 
 def to_frame(points: np.ndarray, origin: np.ndarray, axes: np.ndarray) -> np.ndarray:
@@ -117,8 +130,18 @@ def _endplate(local: np.ndarray, which: str, radius_mm: float, spacing_mm: float
 
 
 def _pedicle(local: np.ndarray, side: str, canal_half_width: float, body_back: float, height: tuple[float, float],
-             spacing_mm: float) -> dict[str, Any] | None:
-    """Pedicle in frame coordinates: voxels between the body's back wall and the canal centre, beside the canal."""
+             spacing_mm: float, is_sacrum: bool = False) -> dict[str, Any] | None:
+    """Pedicle in frame coordinates: its narrowest cross-section between the body's back wall and the canal centre.
+
+    A box beside the canal, between the body's back wall (``body_back``, 3 mm in front of the canal's front wall)
+    and the canal centre, seeds the search for the narrowest section normal to each plausible pedicle direction
+    (:data:`PEDICLE_ANGLES_DEG`, :func:`_narrowest_section`). The isthmus is made of those directions' isthmuses
+    whose areas are within :data:`ISTHMUS_TOLERANCE` of the least: the centroid of their voxels is the pedicle's
+    centre; the narrowest one's normal is the axis and its median extent across at mid-height the (transverse)
+    width (:func:`_transverse_width`). The sacrum's pedicles merge below into its solid lateral mass and have no
+    isthmus, and on a grid coarser than :data:`ISTHMUS_MAX_SPACING_MM` a cross-section holds too few voxels to tell
+    the isthmus: those are measured on the box alone (:func:`_box_pedicle`).
+    """
     s = SIDE_SIGN[side]
     lateral = s * local[:, 0]
     region = ((lateral > canal_half_width - 4.0) & (lateral < canal_half_width + 16.0)
@@ -127,17 +150,38 @@ def _pedicle(local: np.ndarray, side: str, canal_half_width: float, body_back: f
     pts = local[region]
     if len(pts) < 4:
         return None
+    if is_sacrum or spacing_mm > ISTHMUS_MAX_SPACING_MM:
+        return _box_pedicle(pts, spacing_mm)
+    depth = (body_back + 3.0, 0.0)
+    found = []
+    for angle in np.radians(PEDICLE_ANGLES_DEG):
+        direction = np.array([s * np.sin(angle), np.cos(angle)])
+        _, isthmus = _narrowest_section(local, pts.mean(axis=0), direction, depth, spacing_mm)
+        centre = np.concatenate(isthmus).mean(axis=0)
+        found.append((*_narrowest_section(local, centre, direction, depth, spacing_mm), direction))  # re-centred
+    least = min(area for area, _, _ in found)
+    _, isthmus, direction = min(found, key=lambda item: item[0])
+    # directions a few degrees apart give sections of nearly the same area (1 / cos): all those as narrow as the
+    # narrowest within the tolerance make the isthmus
+    centre = np.concatenate([np.concatenate(slices) for area, slices, _ in found
+                             if area <= (1.0 + ISTHMUS_TOLERANCE) * least]).mean(axis=0)
+    return {"center": centre, "axis2d": direction,
+            "narrowest_width_mm": _transverse_width(isthmus, centre[2], direction, spacing_mm),
+            "half_height": 0.5 * float(np.ptp(pts[:, 2]) + spacing_mm)}
+
+
+def _box_pedicle(pts: np.ndarray, spacing_mm: float) -> dict[str, Any]:
+    """Pedicle from the bone in its box (frame points (M, 3)): the box's centroid, its principal axial direction
+    and the lower quartile of the widths of the full bands across it (the box cuts the pedicle's ends obliquely,
+    leaving thin partial bands there; the quartile, not the minimum, so that one band thinned by voxel noise does
+    not decide)."""
     centre = pts.mean(axis=0)
-    # axis: principal direction of the pedicle in the axial plane, pointing posteriorly
     flat = pts[:, :2] - centre[:2]
     direction = np.linalg.svd(flat, full_matrices=False)[2][0] if len(flat) > 2 else np.array([0.0, 1.0])
     if direction[1] < 0:
         direction = -direction
     across = np.array([direction[1], -direction[0]])
     along = flat @ direction
-    # the isthmus: the narrow end of the widths of the full bands across the pedicle's middle (the region's box
-    # cuts the pedicle's ends obliquely, leaving thin partial bands there; the lower quartile, not the minimum,
-    # so that one band thinned by voxel noise does not decide)
     low, high = np.percentile(along, [15.0, 85.0])
     widths, counts = [], []
     for start in np.arange(low, high - spacing_mm + 1e-6, spacing_mm):
@@ -150,6 +194,50 @@ def _pedicle(local: np.ndarray, side: str, canal_half_width: float, body_back: f
     return {"center": centre, "axis2d": direction,
             "narrowest_width_mm": float(np.percentile(full, 25.0)) if full else float("nan"),
             "half_height": 0.5 * float(np.ptp(pts[:, 2]) + spacing_mm)}
+
+
+def _transverse_width(slices: list[np.ndarray], height: float, direction: np.ndarray, spacing_mm: float) -> float:
+    """Narrowest transverse width of a pedicle, mm: the median extent across its axis (``direction``, frame x, y) of
+    its isthmus's slices (frame points (K, 3) each) at mid-height (``height``); NaN when none reaches it."""
+    across = np.array([direction[1], -direction[0]])
+    widths = [float(np.ptp(middle[:, :2] @ across)) + spacing_mm
+              for middle in (section[np.abs(section[:, 2] - height) <= spacing_mm] for section in slices) if len(middle)]
+    return float(np.median(widths)) if widths else float("nan")
+
+
+def _narrowest_section(local: np.ndarray, centre: np.ndarray, direction: np.ndarray, depth: tuple[float, float],
+                       spacing_mm: float) -> tuple[float, list[np.ndarray]]:
+    """The narrowest cross-section of the bone normal to a pedicle's axis: its area in voxels and the isthmus.
+
+    Cross-sections normal to the axis through ``centre`` along ``direction`` (frame x, y; posterior), every half
+    voxel between the frame depths (y) ``depth`` (the canal's front wall and its centre), hold the bone within
+    :data:`SECTION_RADIUS_MM` of the axis. A section's area is its voxels' count, each voxel weighted by a tent
+    falling from 1 on the section to 0 one voxel away (a hard one-voxel slab, oblique to the voxels, would hold more
+    or fewer of them by its phase alone). The narrowest section and its neighbours within
+    :data:`ISTHMUS_TOLERANCE` of its area make the isthmus (a pedicle of even width has no single narrowest
+    section); the voxels of each of its sections (within half a voxel of it, frame (K, 3)) are returned. With no
+    section of three voxels the area is infinite and the one section is the three voxels nearest ``centre``.
+    """
+    axis = np.array([direction[0], direction[1], 0.0])
+    rel = local - centre
+    along = rel @ axis
+    near = np.linalg.norm(rel - along[:, None] * axis, axis=1) < SECTION_RADIUS_MM
+    near_points, along = local[near], along[near]
+    ends = (np.asarray(depth) - centre[1]) / direction[1]
+    positions = np.arange(ends.min(), ends.max() + 1e-6, 0.5 * spacing_mm)
+    offset = np.abs(along[:, None] - positions[None, :]) / spacing_mm
+    areas = np.maximum(0.0, 1.0 - offset).sum(axis=0)
+    if not len(areas) or areas.max() < 3.0:
+        return np.inf, [local[np.argsort(np.linalg.norm(rel, axis=1))[:3]]]
+    areas[areas < 3.0] = np.inf
+    narrowest = int(np.argmin(areas))
+    narrow = areas <= (1.0 + ISTHMUS_TOLERANCE) * areas[narrowest]
+    first, last = narrowest, narrowest
+    while first > 0 and narrow[first - 1]:
+        first -= 1
+    while last + 1 < len(areas) and narrow[last + 1]:
+        last += 1
+    return float(areas[narrowest]), [near_points[offset[:, k] <= 0.5] for k in range(first, last + 1)]
 
 
 def vertebra_landmarks(points_mm: np.ndarray, canal_points_mm: np.ndarray, origin_mm: np.ndarray,
@@ -198,15 +286,17 @@ def vertebra_landmarks(points_mm: np.ndarray, canal_points_mm: np.ndarray, origi
         marks[f"{which}_endplate"] = {"center": to_world(centre, origin_mm, axes), "normal": axes @ normal}
     top = float(np.percentile(body_local[:, 2], 98))
     height = (top - 25.0, top + 2.0)
-    pedicles = {side: _pedicle(local, side, canal_half_width, canal_front - 3.0, height, spacing_mm)
+    pedicles = {side: _pedicle(local, side, canal_half_width, canal_front - 3.0, height, spacing_mm, is_sacrum)
                 for side in SIDE_SIGN}
     pedicle_z = np.mean([p["center"][2] for p in pedicles.values() if p is not None]) if any(pedicles.values()) \
         else 0.5 * (top + body_local[:, 2].min())
-    canal_here = canal_local[np.abs(canal_local[:, 2] - pedicle_z) < max(spacing_mm, 2.0)]
+    from_pedicles = np.abs(canal_local[:, 2] - pedicle_z)
+    canal_here = canal_local[from_pedicles < CANAL_HALF_SLAB_MM]
     marks["canal_center"] = to_world(np.array([*(canal_here[:, :2].mean(axis=0) if len(canal_here) else (0, 0)),
                                                 pedicle_z]), origin_mm, axes)
-    if len(canal_here) >= 3:
-        marks["canal_outline"] = _outline(canal_here[:, :2], pedicle_z, origin_mm, axes)
+    layer = canal_local[from_pedicles < max(spacing_mm, 2.0)]
+    if len(layer) >= 3:
+        marks["canal_outline"] = _outline(layer[:, :2], pedicle_z, origin_mm, axes)
     for side, ped in pedicles.items():
         if ped is None:
             continue
