@@ -68,7 +68,7 @@ SECTION = "## Segmentation"
 
 LUMBAR = {"L1": 20, "L2": 21, "L3": 22, "L4": 23, "L5": 24}
 SACRUM = 26
-TARGETS = {"shared_mean_dice": 0.85, "shared_mean_distance_mm": 3.0, "phantom_mean_dice": 0.95,
+TARGETS = {"shared_mean_dice": 0.90, "shared_mean_distance_mm": 3.0, "phantom_mean_dice": 0.95,
            "phantom_landmark_median_mm": 1.5, "scale_s": 10.0, "scale_peak_gb": 2.0}
 
 #: Phantom cases: seed and ``npl.phantom`` options. Quick mode keeps the ones marked True.
@@ -319,7 +319,7 @@ def score_dicom(run: Run) -> dict[str, Any]:
     vertebrae = [k for k in np.unique(reference.voxels).tolist() if k in VERSE_NAMES]
     score = score_labels(predicted, reference, vertebrae)
     return {"reference_levels": [VERSE_NAMES[k] for k in vertebrae], "overlaps": overlap_names(predicted, reference),
-            "score": score.to_dict()}
+            "score": score.to_dict(), "numbering": run.numbering.to_dict() if run.numbering is not None else {}}
 
 
 def score_chest(run: Run) -> dict[str, Any]:
@@ -567,9 +567,12 @@ def verdicts(out: dict[str, Any], timings: list[dict[str, Any]]) -> list[str]:
     if "dicom" in out:
         d = out["dicom"]
         agree = [o["agrees"] for o in d["overlaps"]]
+        n = d.get("numbering", {})
         lines.append(f"- Real DICOM: found {', '.join(o['predicted'] for o in d['overlaps']) or 'no vertebra'}; "
                      f"names agree with the reference by overlap for {sum(agree)} of {len(agree)} "
-                     f"(reference: {', '.join(d['reference_levels'])}).")
+                     f"(reference: {', '.join(d['reference_levels'])}); numbered from {n.get('anchor')} "
+                     f"(confidence {n.get('confidence', math.nan):.2f}: "
+                     f"{'plans allowed' if n.get('confidence', 0) >= 0.7 else 'plans refused until confirmed'}).")
     if "chest" in out:
         c = out["chest"]
         n = c["numbering"]
