@@ -271,16 +271,16 @@ def test_output_folder_of_another_kind_is_refused(reference, tmp_path):
 @pytest.fixture(scope="module")
 def lumbar_crop(tmp_path_factory) -> tuple[Path, list[float]]:
     """The phantom's CT cut to L2-L4 (neither sacrum nor ribs in view: numbered from nothing), as NIfTI, and its
-    L3 body centroid."""
+    L3 body centroid; its exact labels (VerSe ids) beside it as ``labels.nii.gz``."""
     case = npl.phantom(0, spacing_mm=2.0)
     spine = case.spine()
     lumbar = np.isin(spine.labels.voxels, [int(spine[n].label) for n in ("L2", "L3", "L4")])
     slices = np.flatnonzero(lumbar.any(axis=(1, 2)))
     slab = np.zeros(lumbar.shape, dtype=bool)
     slab[slices[0]:slices[-1] + 1] = True  # whole axial slices: air and soft tissue keep it a CT
-    ct = case.ct.cropped_to(slab)
     path = tmp_path_factory.mktemp("crop") / "l2-l4.nii.gz"
-    npl.io.save_volume(ct, path)
+    npl.io.save_volume(case.ct.cropped_to(slab), path)
+    npl.io.save_volume(spine.labels.cropped_to(slab), path.parent / "labels.nii.gz")
     return path, [float(v) for v in case.landmarks["L3"]["body_centroid"]]
 
 
@@ -298,13 +298,17 @@ def test_a_scan_whose_levels_are_unconfirmed_is_refused(lumbar_crop, tmp_path, d
     assert not (tmp_path / "out" / "images").exists() and not (tmp_path / "out" / "labels").exists()
 
 
-@pytest.mark.parametrize("key, names, row", [("level_at", {"L2", "L3", "L4"}, "| crop | user | 1.0 | user |"),
-                                              ("levels_confirmed", {"L3", "L4", "L5"}, "| crop | none | 0.2 | user |")])
+@pytest.mark.parametrize("key, names, row", [
+    ("level_at", {"L2", "L3", "L4"}, "| crop | user | 1.0 | user |"),
+    ("labels", {"L1", "L2", "L3", "L4", "L5"}, "| crop | labels | 1.0 | labels |"),
+    ("levels_confirmed", {"L3", "L4", "L5"}, "| crop | none | 0.2 | user |"),
+])
 def test_levels_named_at_a_point_or_confirmed_are_accepted_and_recorded(lumbar_crop, tmp_path, key, names, row):
-    """Named at L3's body centroid, the levels are counted from it; confirmed, the automatic names stay (and the
-    card says how unsure they were)."""
+    """Named at L3's body centroid, the levels are counted from it; from the labels, theirs; confirmed, the
+    automatic names stay (and the card says how unsure they were)."""
     path, l3 = lumbar_crop
-    config = _crop_config(path, **({"level_at": {"L3": l3}} if key == "level_at" else {"levels_confirmed": True}))
+    given = {"level_at": {"L3": l3}, "labels": str(path.parent / "labels.nii.gz"), "levels_confirmed": True}
+    config = _crop_config(path, **{key: given[key]})
     config = dataclasses.replace(config, poses=config_from_dict({**BASE, "poses": {"mode": "uniform"}}).poses,
                                  needles=config_from_dict({**BASE, "needles": {"mode": "none"}}).needles)
     assert make_dataset(config, tmp_path / "dry", dry_run=True, progress=False).cases == {"crop": 2}

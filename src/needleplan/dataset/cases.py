@@ -192,7 +192,8 @@ def _require_confirmed_levels(numbering: Numbering, name: str) -> None:
     """Vertebra names become training labels: refuse a case whose names are unsure and unconfirmed."""
     if not numbering.confirmed():
         raise LevelsUnconfirmedError(
-            f"case {name}: {numbering.describe()}, so no image is made with its vertebra names; in its [[cases]] "
+            f"case {name}: {numbering.describe()}{': ' + numbering.notes[0] if numbering.notes else ''}; so no "
+            "image is made with its vertebra names. In its [[cases]] "
             "table name a level you are sure of at a world LPS point inside it (level_at = { L3 = [x, y, z] }), "
             "give your own labels (labels = \"file\"), or, after checking the count yourself, set "
             "levels_confirmed = true")

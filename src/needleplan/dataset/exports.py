@@ -50,7 +50,7 @@ def write_exports(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSp
             coco.add(doc)
             counts.add(doc)
     _write_text(out_dir / "coco_keypoints.json", json.dumps(coco.document(), separators=(",", ":")) + "\n")
-    numbering = {name: (read_case_document(case_folder(out_dir, name)) or {}).get("numbering", {}) for name in names}
+    numbering = {name: read_case_document(case_folder(out_dir, name))["numbering"] for name in names}
     _write_text(out_dir / "README.md", dataset_card(config, counts, names, numbering))
 
 
@@ -240,8 +240,8 @@ def _table(what: str, counts: Counter) -> str:
 
 def _numbering_table(numbering: dict[str, dict[str, Any]]) -> str:
     rows = ["| case | numbered from | confidence | confirmed by |", "|---|---|---|---|"]
-    rows += [f"| {name} | {item.get('anchor', 'not recorded')} | {_blank(item.get('confidence'))} | "
-             f"{item.get('confirmed_by') or 'automatic'} |" for name, item in numbering.items()]
+    rows += [f"| {name} | {item['anchor']} | {item['confidence']} | {item['confirmed_by'] or 'automatic'} |"
+             for name, item in numbering.items()]
     return "\n".join(rows) + "\n"
 
 
