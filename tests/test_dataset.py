@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import hashlib
 import json
@@ -285,7 +284,9 @@ def lumbar_crop(tmp_path_factory) -> tuple[Path, list[float]]:
 
 
 def _crop_config(path: Path, **keys) -> npl.dataset.DatasetConfig:
-    return _config(cases=[{"path": str(path), "name": "crop", **keys}], images_per_case=2)
+    """Two images of the cropped scan: uniform poses around its levels, no needle (no plan needed)."""
+    return _config(cases=[{"path": str(path), "name": "crop", **keys}], images_per_case=2,
+                   poses={"mode": "uniform"}, needles={"mode": "none"})
 
 
 @pytest.mark.parametrize("dry_run", [True, False])
@@ -303,14 +304,13 @@ def test_a_scan_whose_levels_are_unconfirmed_is_refused(lumbar_crop, tmp_path, d
     ("labels", {"L1", "L2", "L3", "L4", "L5"}, "| crop | labels | 1.0 | labels |"),
     ("levels_confirmed", {"L3", "L4", "L5"}, "| crop | none | 0.2 | user |"),
 ])
-def test_levels_named_at_a_point_or_confirmed_are_accepted_and_recorded(lumbar_crop, tmp_path, key, names, row):
+def test_levels_named_at_a_point_by_labels_or_confirmed_are_accepted_and_recorded(lumbar_crop, tmp_path, key, names,
+                                                                                    row):
     """Named at L3's body centroid, the levels are counted from it; from the labels, theirs; confirmed, the
     automatic names stay (and the card says how unsure they were)."""
     path, l3 = lumbar_crop
     given = {"level_at": {"L3": l3}, "labels": str(path.parent / "labels.nii.gz"), "levels_confirmed": True}
     config = _crop_config(path, **{key: given[key]})
-    config = dataclasses.replace(config, poses=config_from_dict({**BASE, "poses": {"mode": "uniform"}}).poses,
-                                 needles=config_from_dict({**BASE, "needles": {"mode": "none"}}).needles)
     assert make_dataset(config, tmp_path / "dry", dry_run=True, progress=False).cases == {"crop": 2}
     assert not (tmp_path / "dry").exists()
     make_dataset(config, tmp_path / "out", progress=False)
