@@ -18,7 +18,7 @@ from PIL import Image
 
 import needleplan as npl
 from needleplan.dataset import config_from_dict, decode_rle, encode_rle, make_dataset, read_config
-from needleplan.errors import NeedleplanError
+from needleplan.errors import LevelsUnconfirmedError, NeedleplanError
 from needleplan.fluoro.writers import display_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -266,6 +266,74 @@ def test_output_folder_of_another_kind_is_refused(reference, tmp_path):
     assert (tmp_path / "stuff.txt").read_text() == "mine"
 
 
+# ---- levels ------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def lumbar_crop(tmp_path_factory) -> tuple[Path, list[float]]:
+    """The phantom's CT cut to L2-L4 (neither sacrum nor ribs in view: numbered from nothing), as NIfTI, and its
+    L3 body centroid; its exact labels (VerSe ids) beside it as ``labels.nii.gz``."""
+    case = npl.phantom(0, spacing_mm=2.0)
+    spine = case.spine()
+    lumbar = np.isin(spine.labels.voxels, [int(spine[n].label) for n in ("L2", "L3", "L4")])
+    slices = np.flatnonzero(lumbar.any(axis=(1, 2)))
+    slab = np.zeros(lumbar.shape, dtype=bool)
+    slab[slices[0]:slices[-1] + 1] = True  # whole axial slices: air and soft tissue keep it a CT
+    path = tmp_path_factory.mktemp("crop") / "l2-l4.nii.gz"
+    npl.io.save_volume(case.ct.cropped_to(slab), path)
+    npl.io.save_volume(spine.labels.cropped_to(slab), path.parent / "labels.nii.gz")
+    return path, [float(v) for v in case.landmarks["L3"]["body_centroid"]]
+
+
+def _crop_config(path: Path, **keys) -> npl.dataset.DatasetConfig:
+    """Two images of the cropped scan: uniform poses around its levels, no needle (no plan needed)."""
+    return _config(cases=[{"path": str(path), "name": "crop", **keys}], images_per_case=2,
+                   poses={"mode": "uniform"}, needles={"mode": "none"})
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_a_scan_whose_levels_are_unconfirmed_is_refused(lumbar_crop, tmp_path, dry_run):
+    with pytest.raises(LevelsUnconfirmedError) as refused:
+        make_dataset(_crop_config(lumbar_crop[0]), tmp_path / "out", dry_run=dry_run, progress=False)
+    message = str(refused.value)
+    assert "\n" not in message and message.startswith("case crop:") and "levels numbered from none" in message
+    assert all(key in message for key in ("level_at", "labels", "levels_confirmed"))
+    assert not (tmp_path / "out" / "images").exists() and not (tmp_path / "out" / "labels").exists()
+
+
+@pytest.mark.parametrize("key, names, row", [
+    ("level_at", {"L2", "L3", "L4"}, "| crop | user | 1.0 | user |"),
+    ("labels", {"L1", "L2", "L3", "L4", "L5"}, "| crop | labels | 1.0 | labels |"),
+    ("levels_confirmed", {"L3", "L4", "L5"}, "| crop | none | 0.2 | user |"),
+])
+def test_levels_named_at_a_point_by_labels_or_confirmed_are_accepted_and_recorded(lumbar_crop, tmp_path, key, names,
+                                                                                    row):
+    """Named at L3's body centroid, the levels are counted from it; from the labels, theirs; confirmed, the
+    automatic names stay (and the card says how unsure they were)."""
+    path, l3 = lumbar_crop
+    given = {"level_at": {"L3": l3}, "labels": str(path.parent / "labels.nii.gz"), "levels_confirmed": True}
+    config = _crop_config(path, **{key: given[key]})
+    assert make_dataset(config, tmp_path / "dry", dry_run=True, progress=False).cases == {"crop": 2}
+    assert not (tmp_path / "dry").exists()
+    make_dataset(config, tmp_path / "out", progress=False)
+    seen = {v["name"] for doc in _labels(tmp_path / "out") for v in doc["vertebrae"]}
+    assert seen and seen <= names
+    assert row in (tmp_path / "out" / "README.md").read_text()
+
+
+def test_the_card_and_case_record_the_numbering(reference):
+    case = json.loads((reference / "cases" / "phantom-0-2mm" / "case.json").read_text())
+    assert case["numbering"]["anchor"] == "phantom ground truth" and case["numbering"]["confirmed_by"]
+    assert "| phantom-0-2mm | phantom ground truth | 1.0 | phantom recipe |" in (reference / "README.md").read_text()
+
+
+def test_level_keys_change_the_config_digest_and_labels_paths_stay_private():
+    plain = _crop_config(Path("/scans/Doe_Jane/ct.nii.gz"))
+    named = _crop_config(Path("/scans/Doe_Jane/ct.nii.gz"), level_at={"L3": [1, 2, 3]})
+    moved = _crop_config(Path("/scans/Doe_Jane/ct.nii.gz"), level_at={"L3": [1, 2, 4]})
+    labelled = _crop_config(Path("/scans/Doe_Jane/ct.nii.gz"), labels="/scans/Doe_Jane/seg.nii.gz")
+    assert len({c.digest() for c in (plain, named, moved, labelled)}) == 4
+    assert "Doe_Jane" not in json.dumps(labelled.public_dict(["crop"]))
+
+
 # ---- no patient identity ----------------------------------------------------------------------------------------
 def test_dicom_identity_leaves_no_trace(tmp_path):
     """A DICOM series with a patient's name, id, dates and UIDs: none of them reaches any output file."""
@@ -312,6 +380,16 @@ def test_dicom_identity_leaves_no_trace(tmp_path):
     ({"output": {"masks": "polygons"}}, "output.masks"),
     ({"colour": "blue"}, "unknown key"),
     ({"cases": [{"phantom": 0, "name": "../escape"}]}, "cases\\[0\\].name"),
+    ({"cases": [{"phantom": 0, "levels_confirmed": True}]}, "cases\\[0\\].levels_confirmed is for scans"),
+    ({"cases": [{"path": "ct.nii", "levels_confirmed": "yes"}]}, "cases\\[0\\].levels_confirmed must be true"),
+    ({"cases": [{"path": "ct.nii", "level_at": {"L9": [0, 0, 0]}}]}, "unknown level\\(s\\) L9"),
+    ({"cases": [{"path": "ct.nii", "level_at": {"L3": [0, 0, float("nan")]}}]}, "level_at.L3 must be a world point"),
+    ({"cases": [{"path": "ct.nii", "level_at": {"L3": [0, 0]}}]}, "level_at.L3 must be a world point"),
+    ({"cases": [{"path": "ct.nii", "level_at": [0, 0, 0]}]}, "cases\\[0\\].level_at must be a table"),
+    ({"cases": [{"path": "ct.nii", "labels": 3}]}, "cases\\[0\\].labels must be a file"),
+    ({"cases": [{"path": "ct.nii", "labels_convention": "verse"}]}, "labels_convention is for labels"),
+    ({"cases": [{"path": "ct.nii", "labels": "seg.nii", "labels_convention": "nnunet"}]},
+     "labels_convention must be one of"),
 ])
 def test_bad_config_is_refused_with_the_key_named(change, words):
     with pytest.raises(NeedleplanError, match=words):

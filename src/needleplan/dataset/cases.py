@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..anatomy import Spine
-from ..errors import NeedleplanError
+from ..anatomy import Numbering, Spine
+from ..errors import LevelsUnconfirmedError, NeedleplanError
 from ..fluoro import CArm
 from ..fluoro.render import crop_to_labels
 from ..io.atomic import atomic_file
@@ -107,7 +107,8 @@ def prepare_case(spec: CaseSpec, ct: Volume, name: str, config: DatasetConfig, o
     """Segment (or take the phantom's exact anatomy), plan, and save the case; reuse a saved one.
 
     Returns the case document (``case.json``). Raises NeedleplanError when the folder holds another scan under
-    this name, or when the case has no plan the config can use.
+    this name, when its levels are not confirmed (:func:`check_levels`), or when the case has no plan the config
+    can use.
     """
     folder = case_folder(out_dir, name)
     digest = content_digest(ct)
@@ -118,6 +119,7 @@ def prepare_case(spec: CaseSpec, ct: Volume, name: str, config: DatasetConfig, o
                                   "or use a new output folder")
         return saved
     spine = _spine(spec, ct)
+    _require_confirmed_levels(spine.numbering, name)
     plans = _plans(spine, config)
     labels = _cropped_vertebra_labels(spine)
     centroids = _centroids(labels, {v.name: int(v.label) for v in spine})
@@ -125,6 +127,7 @@ def prepare_case(spec: CaseSpec, ct: Volume, name: str, config: DatasetConfig, o
         "name": name,
         "content_digest": digest,
         "source": "phantom" if spec.phantom is not None else "scan",
+        "numbering": spine.numbering.to_dict(),
         "labels_index_to_world": labels.index_to_world.tolist(),
         "vertebrae": [{"name": v.name, "label": int(v.label)} for v in spine],
         "centroids_mm": centroids,
@@ -174,12 +177,36 @@ def load_case(spec: CaseSpec, name: str, out_dir: Path) -> Case:
     )
 
 
+def check_levels(spec: CaseSpec, ct: Volume | None, name: str) -> None:
+    """Refuse a scan whose level names are not confirmed, as preparing it would (a dry run's check).
+
+    The scan (``ct``, loaded here when None) is segmented, with the case's own labels and levels named at points,
+    to learn how its levels were numbered. The phantom's levels are exact, and ``levels_confirmed = true`` needs
+    no segmenting.
+    """
+    if spec.phantom is None and not spec.levels_confirmed:
+        _require_confirmed_levels(_spine(spec, load_ct(spec) if ct is None else ct).numbering, name)
+
+
+def _require_confirmed_levels(numbering: Numbering, name: str) -> None:
+    """Vertebra names become training labels: refuse a case whose names are unsure and unconfirmed."""
+    if not numbering.confirmed():
+        raise LevelsUnconfirmedError(
+            f"case {name}: {numbering.describe()}{': ' + numbering.notes[0] if numbering.notes else ''}; so no "
+            "image is made with its vertebra names. In its [[cases]] "
+            "table name a level you are sure of at a world LPS point inside it (level_at = { L3 = [x, y, z] }), "
+            "give your own labels (labels = \"file\"), or, after checking the count yourself, set "
+            "levels_confirmed = true")
+
+
 def _spine(spec: CaseSpec, ct: Volume) -> Spine:
+    """The phantom's exact anatomy, or the scan segmented with the case's labels and levels named at points."""
     if spec.phantom is not None:
         return shared_phantom(spec.phantom, spec.spacing_mm).spine()
     from ..segment import segment
 
-    return segment(ct)
+    spine = segment(ct, labels=spec.labels, convention=spec.labels_convention or "auto", anchors=spec.level_at)
+    return spine.confirm_levels() if spec.levels_confirmed else spine
 
 
 def _plans(spine: Spine, config: DatasetConfig) -> list[dict[str, Any]]:

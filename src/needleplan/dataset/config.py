@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -12,7 +13,9 @@ from typing import Any
 
 from ..attenuation import FLUORO_EFFECTIVE_KEV
 from ..errors import NeedleplanError, describe_path
+from ..levels import COUNTED
 from ..plan.procedures import PROCEDURES
+from ..segment.label_conventions import CONVENTIONS
 
 POSE_MODES = ("planned", "uniform")
 NEEDLE_MODES = ("none", "planned", "perturbed", "several")
@@ -21,17 +24,30 @@ MASK_FORMATS = ("png", "rle", "none")
 SIDES = ("left", "right")
 #: Case names become file names: letters, digits, dot, dash, underscore.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: What ``level_at`` may name, as ``npl.segment(anchors=...)`` takes it: a level (C1-L5, S1) or a disc ("L4-L5").
+ANCHOR_NAMES = (*COUNTED, "S1", *(f"{upper}-{lower}" for upper, lower in zip(COUNTED, (*COUNTED[1:], "S1"))))
+#: The keys that name or confirm a scan's levels (a phantom's are its recipe's truth).
+LEVEL_KEYS = ("labels", "labels_convention", "level_at", "levels_confirmed")
 
 
 @dataclass(frozen=True)
 class CaseSpec:
-    """One source scan: a CT file or folder (``path``) or the built-in phantom (``phantom`` = its seed)."""
+    """One source scan: a CT file or folder (``path``) or the built-in phantom (``phantom`` = its seed).
+
+    A scan's levels are named by its own labels (``labels``, ids read as ``labels_convention``), counted from
+    levels the user names at world LPS points inside them (``level_at``: name -> (x, y, z) mm), or confirmed as
+    the automatic numbering named them (``levels_confirmed``).
+    """
 
     path: str | None = None
     phantom: int | None = None
     spacing_mm: float = 1.0
     name: str | None = None
     images: int | None = None
+    labels: str | None = None
+    labels_convention: str | None = None
+    level_at: dict[str, tuple[float, float, float]] | None = None
+    levels_confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,10 +144,10 @@ class DatasetConfig:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
 
     def public_dict(self, case_names: list[str]) -> dict[str, Any]:
-        """The config with each case's source path replaced by its case name (for the dataset card)."""
+        """The config with each case's source and labels paths replaced by its case name (for the dataset card)."""
         data = self.to_dict()
         data["cases"] = [
-            {**{k: v for k, v in case.items() if k != "path"}, "name": name}
+            {**{k: v for k, v in case.items() if k not in ("path", "labels")}, "name": name}
             for case, name in zip(data["cases"], case_names, strict=True)
         ]
         return data
@@ -185,25 +201,60 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, where: str 
 
 def _case(reader: "_Reader", item: Any, index: int, base: Path | None) -> CaseSpec:
     key = f"cases[{index}]"
-    table = reader.table(item, key, ("path", "phantom", "spacing_mm", "name", "images"))
+    table = reader.table(item, key, tuple(CaseSpec.__dataclass_fields__))
     if ("path" in table) == ("phantom" in table):
         reader.fail(key, "give exactly one of path = \"...\" (a CT file or DICOM folder) or phantom = SEED")
-    path = None
-    if "path" in table:
-        if not isinstance(table["path"], str) or not table["path"]:
-            reader.fail(f"{key}.path", "must be a file or folder name")
-        path = Path(table["path"]).expanduser()
-        path = str(path if path.is_absolute() or base is None else (base / path))
+    given = [k for k in LEVEL_KEYS if k in table]
+    if "phantom" in table and given:
+        reader.fail(f"{key}.{given[0]}", "is for scans (path = ...); the phantom's levels are exact")
+    if "labels_convention" in table and "labels" not in table:
+        reader.fail(f"{key}.labels_convention", "is for labels = \"...\"; give the labels file too")
     name = table.get("name")
     if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
         reader.fail(f"{key}.name", "must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit")
     return CaseSpec(
-        path=path,
+        path=_file_name(reader, table, "path", base, prefix=key),
         phantom=reader.integer(table, "phantom", None, low=0, prefix=key),
         spacing_mm=reader.number(table, "spacing_mm", 1.0, low=0.5, high=5.0, prefix=key),
         name=name,
         images=reader.integer(table, "images", None, low=0, prefix=key),
+        labels=_file_name(reader, table, "labels", base, prefix=key),
+        labels_convention=reader.choice(table, "labels_convention", "auto", CONVENTIONS, prefix=key)
+        if "labels" in table else None,
+        level_at=_level_at(reader, table, prefix=key),
+        levels_confirmed=reader.boolean(table, "levels_confirmed", False, prefix=key),
     )
+
+
+def _file_name(reader: "_Reader", table: dict[str, Any], name: str, base: Path | None, prefix: str) -> str | None:
+    """A file or folder name of the config, joined to the config's folder when relative; None when not given."""
+    if name not in table:
+        return None
+    if not isinstance(table[name], str) or not table[name]:
+        reader.fail(f"{prefix}.{name}", "must be a file or folder name")
+    path = Path(table[name]).expanduser()
+    return str(path if path.is_absolute() or base is None else (base / path))
+
+
+def _level_at(reader: "_Reader", table: dict[str, Any], prefix: str) -> dict[str, tuple[float, float, float]] | None:
+    """``level_at = { L3 = [x, y, z] }``: levels (or discs) the user names at world LPS points, mm."""
+    if "level_at" not in table:
+        return None
+    key = f"{prefix}.level_at"
+    value = table["level_at"]
+    if not isinstance(value, dict) or not value:
+        reader.fail(key, f"must be a table of levels and world points (LPS mm), as in {{ L3 = [x, y, z] }}; "
+                         f"got {value!r}")
+    unknown = [name for name in value if name not in ANCHOR_NAMES]
+    if unknown:
+        reader.fail(key, f"names unknown level(s) {', '.join(unknown)}; name a level (C1-L5, S1) or a disc such as "
+                         "L4-L5")
+    for name, point in value.items():
+        if (not isinstance(point, list) or len(point) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                           for v in point)):
+            reader.fail(f"{key}.{name}", f"must be a world point [x, y, z] of finite numbers (LPS mm), got {point!r}")
+    return {name: (float(p[0]), float(p[1]), float(p[2])) for name, p in value.items()}
 
 
 def _poses(reader: "_Reader", table: dict[str, Any]) -> PoseSpec:

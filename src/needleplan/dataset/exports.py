@@ -4,7 +4,8 @@
 - ``coco_keypoints.json``: COCO keypoint detection format. Category 1 is the needle (keypoints tip, hub);
   each vertebra name (L1, L2, ...) is a category whose keypoints are that vertebra's landmarks. Visibility is
   2 for a point on the image and 0 (with x = y = 0) for one outside it.
-- ``README.md``: the dataset card: counts, the config (case paths replaced by case names), the file layout.
+- ``README.md``: the dataset card: counts, how each case's levels were numbered, the config (case paths replaced
+  by case names), the file layout.
 
 All three are rebuilt from the labels files, in case and index order, so they are the same however the images
 were made.
@@ -49,7 +50,8 @@ def write_exports(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSp
             coco.add(doc)
             counts.add(doc)
     _write_text(out_dir / "coco_keypoints.json", json.dumps(coco.document(), separators=(",", ":")) + "\n")
-    _write_text(out_dir / "README.md", dataset_card(config, counts, names))
+    numbering = {name: read_case_document(case_folder(out_dir, name))["numbering"] for name in names}
+    _write_text(out_dir / "README.md", dataset_card(config, counts, names, numbering))
 
 
 def _labels_in_order(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSpec, str]]):
@@ -176,8 +178,9 @@ def _vertebra_keypoint_names(out_dir: Path, names: list[str]) -> list[str]:
     return list(seen)
 
 
-def dataset_card(config: DatasetConfig, counts: _Counts, names: list[str]) -> str:
-    """The dataset card (README.md) in Markdown."""
+def dataset_card(config: DatasetConfig, counts: _Counts, names: list[str],
+                 numbering: dict[str, dict[str, Any]]) -> str:
+    """The dataset card (README.md) in Markdown; ``numbering``: case name -> how its levels were numbered."""
     public = json.dumps(config.public_dict(names), indent=1)
     size = config.imaging.size
     lines = [
@@ -199,6 +202,12 @@ def dataset_card(config: DatasetConfig, counts: _Counts, names: list[str]) -> st
         _table("vertebra seen", counts.vertebrae),
         f"Needle tips inside the image: {counts.tips_seen} of {counts.tips}.",
         "",
+        "## Levels",
+        "",
+        "The vertebra names in the labels and masks are the case's level numbering: what it was counted from, "
+        "how sure, and who confirmed it.",
+        "",
+        _numbering_table(numbering),
         "## Files",
         "",
         "- `images/<case>/<id>.png|.tif`: the image, as a C-arm monitor shows it (bone and metal dark unless "
@@ -226,6 +235,13 @@ def dataset_card(config: DatasetConfig, counts: _Counts, names: list[str]) -> st
 def _table(what: str, counts: Counter) -> str:
     rows = [f"| {what} | images |", "|---|---|"]
     rows += [f"| {key} | {value} |" for key, value in sorted(counts.items(), key=lambda kv: str(kv[0]))]
+    return "\n".join(rows) + "\n"
+
+
+def _numbering_table(numbering: dict[str, dict[str, Any]]) -> str:
+    rows = ["| case | numbered from | confidence | confirmed by |", "|---|---|---|---|"]
+    rows += [f"| {name} | {item['anchor']} | {item['confidence']} | {item['confirmed_by'] or 'automatic'} |"
+             for name, item in numbering.items()]
     return "\n".join(rows) + "\n"
 
 

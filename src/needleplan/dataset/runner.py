@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import NeedleplanError, describe_path
 from ..io.atomic import atomic_file
 from ..volume import Volume
-from .cases import Case, CaseSpec, case_name, load_case, load_ct, prepare_case
+from .cases import Case, CaseSpec, case_name, check_levels, load_case, load_ct, prepare_case
 from .config import DatasetConfig
 from .exports import write_exports
 from .images import labels_path, make_image
@@ -110,6 +110,8 @@ def make_dataset(config: DatasetConfig, out_dir: str | Path, *, workers: int = 1
     summary.done = {name: summary.cases[name] - len(pending[name]) for name in pending}
     summary.already_done = sum(summary.done.values())
     if dry_run:
+        for spec, name in named:
+            check_levels(spec, loaded.get(name), name)
         return summary
     with _locked(out_dir):
         if stale:
