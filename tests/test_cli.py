@@ -18,6 +18,8 @@ from needleplan.cli import main
 from needleplan.io import write_ct_series
 from needleplan.volume import affine_from_geometry
 
+from cli_errors import one_error_line
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
@@ -124,14 +126,6 @@ def small_ct(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
     npl.save_volume(npl.Volume(voxels, affine_from_geometry([2.0, 2.0, 2.0], [0.0, 0.0, 0.0])), path)
     return path
-
-
-def one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("needleplan: error: "), captured.err
-    assert "Traceback" not in captured.err
-    return lines[0]
 
 
 def test_render_writes_the_image_and_its_geometry(small_ct, tmp_path, capsys):

@@ -14,13 +14,7 @@ import needleplan as npl
 from needleplan.anatomy import VERSE_IDS, Numbering, Spine, Vertebra, read_landmarks, to_totalseg
 from needleplan.cli import main
 
-
-def one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("needleplan: error: "), captured.err
-    assert "Traceback" not in captured.err
-    return lines[0]
+from cli_errors import one_error_line
 
 
 @pytest.fixture(scope="module")

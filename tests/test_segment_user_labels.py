@@ -20,6 +20,8 @@ from needleplan.practice import prepare_case
 from needleplan.segment import totalseg_engine
 from needleplan.segment.label_conventions import choose_convention
 
+from cli_errors import one_error_line
+
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
 CHEST = DATA / "totalseg_example_chest_ct"
@@ -57,14 +59,6 @@ def vertebra_names(ids: np.ndarray, names_of: dict[int, str]) -> list[str]:
     order = [f"{kind}{n}" for kind, count in (("C", 7), ("T", 12), ("L", 5)) for n in range(1, count + 1)] + ["S1"]
     present = {names_of[i] for i in np.unique(ids) if i in names_of}
     return [name for name in order if name in present]
-
-
-def one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("needleplan: error: "), captured.err
-    assert "Traceback" not in captured.err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
