@@ -33,6 +33,14 @@ CHEST_WINDOW_MM = 80.0
 #: The lumbar CT's L1-L5 agreed with TotalSegmentator's example_seg_fast_force_split at a mean Dice of 0.911
 #: before this work.
 LUMBAR_DICE_BEFORE = 0.911
+#: Points in the lumen of the chest CT's contrast-filled descending aorta, read by eye off its axial slices (world
+#: LPS mm; the aorta is 18-25 mm wide there): beside T8 and T9 on the left, and in front of T11.
+CHEST_AORTA_MM = {"beside T9": (27.3, -113.2, 645.2), "beside T8": (30.3, -105.7, 675.2),
+                  "in front of T11": (-2.7, -135.7, 585.2)}
+#: ... and in front of the T12-L1 disc, at the scan's lower edge.
+CHEST_AORTA_LOW_MM = (0.3, -135.7, 555.2)
+#: Nothing within this distance of those points is bone (the lumen is at least this wide around them), mm.
+AORTA_LUMEN_MM = 6.0
 
 
 def _need(folder: Path) -> None:
@@ -111,6 +119,28 @@ def test_chest_labels_stay_in_the_spine_corridor(chest):
     assert outside <= 0.01 * labelled, (outside, labelled)
 
 
+def _labelled_near(spine: npl.Spine, scan: npl.Volume, point_mm: tuple[float, float, float]) -> int:
+    """How many spine-labelled voxels lie within AORTA_LUMEN_MM of a world point."""
+    labelled = _world(scan, spine.labels.voxels > 0)
+    return int(np.count_nonzero(np.linalg.norm(labelled - np.asarray(point_mm), axis=1) <= AORTA_LUMEN_MM))
+
+
+@pytest.mark.parametrize("where", sorted(CHEST_AORTA_MM))
+def test_chest_aorta_is_not_vertebra(chest, where):
+    scan, _, spine = chest
+    assert _labelled_near(spine, scan, CHEST_AORTA_MM[where]) == 0
+
+
+def test_chest_aorta_at_the_scan_edge_is_not_vertebra(chest):
+    scan, _, spine = chest
+    labelled = _labelled_near(spine, scan, CHEST_AORTA_LOW_MM)
+    if labelled:
+        # measured 224 voxels labelled "L1" (of about 260 in the ball): below the last disc the body line bends forward onto the
+        # aorta, so its lumen seeds the sliver of L1 at the scan's edge
+        pytest.xfail(reason=f"{labelled} voxels of the aorta labelled as vertebra")
+    assert labelled == 0
+
+
 def test_lumbar_labels_stay_in_the_spine_corridor(lumbar):
     scan, reference, spine = lumbar
     ref = from_totalseg(reference)
@@ -163,8 +193,9 @@ def test_chest_t12_dice(chest):
     _, t12, spine = chest
     dice = dice_per_label(spine.labels.voxels, np.where(t12, VERSE_IDS["T12"], 0)).get(VERSE_IDS["T12"], 0.0)
     if dice < 0.85:
-        # measured 0.757: the T12-L1 plane is the body line's normal, not the tilted endplate, and the aortic wall
-        # and the 12th ribs' necks next to the body are flooded into T12
+        # measured 0.762: the top of L1 at the scan's edge gets no marker of its own and is flooded into T12 (the
+        # body line bends forward onto the aorta there, tilting the T12-L1 plane), and the 12th ribs' necks next
+        # to the body are flooded into T12
         pytest.xfail(reason=f"measured Dice {dice:.3f}")
     assert dice >= 0.85
 

@@ -113,7 +113,7 @@ def segment_ct(volume: Volume) -> Spine:
     column = find_column(volume)
     work, tissue, curve, discs, spacing = column.work, column.tissue, column.curve, column.discs, column.spacing
     affine = work.index_to_world
-    slabs, other_base = split_bone(tissue.bone, column.smooth_hu, affine, curve, discs)
+    slabs, other_base = split_bone(tissue.bone, column.smooth_hu, affine, curve, discs, column.line)
 
     piece_ml = np.bincount(slabs.ravel()) * (spacing**3 / 1000.0)  # volume of every label, counted once
     present = [k for k in range(1, min(other_base, len(piece_ml))) if piece_ml[k] > 0]

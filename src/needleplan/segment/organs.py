@@ -6,6 +6,12 @@ does: bone above :data:`POOL_HU` is a thin shell (cortex) or a small solid piece
 while a pool is a solid mass of tens to hundreds of millilitres. A pool is the part of the bright voxels that a
 ball of :data:`POOL_BALL_RADIUS_MM` fits in everywhere (a morphological opening), in pieces of at least
 :data:`POOL_MIN_ML`, grown by its partial-volume rim.
+
+Contrast thins out along the vessels (the descending aorta of an arterial-phase chest CT can be 200 HU where the
+heart is 450), and a dimmer stretch of the aorta lying against the vertebral bodies is as bright as their marrow.
+So a pool also takes in everything above the bone threshold that it reaches by a wide channel (a ball of
+:data:`CHANNEL_BALL_RADIUS_MM` passes) without crossing a cortex: a bright ridge over its surroundings
+(:data:`RIDGE_HU` above a grey-level opening), which is how bone ends and blood does not.
 """
 
 from __future__ import annotations
@@ -25,6 +31,10 @@ POOL_BALL_RADIUS_MM = 4.5
 #: The largest solid piece of bone above POOL_HU near the spine (a dense vertebral body or femoral head) holds
 #: well under this; the heart's chambers and the thoracic aorta hold hundreds of ml, ml.
 POOL_MIN_ML = 60.0
+#: A pool grows through channels that hold a ball of this radius (wider than a gap in a thin cortex), mm.
+CHANNEL_BALL_RADIUS_MM = 4.5
+#: A cortex is this much brighter than a grey-level opening of the smoothed HU (by a ball of the channel), HU.
+RIDGE_HU = 100.0
 #: The pool's partial-volume rim (blood blurred into its wall) reaches this far beyond the solid part, mm.
 POOL_RIM_MM = 3.0
 
@@ -75,4 +85,17 @@ def _pools_in_box(smooth_hu: np.ndarray, candidate: np.ndarray, bright: np.ndarr
     pools = keep[labels]
     if not pools.any():
         return pools
+    pools = _grown_along_vessels(pools, smooth_hu, bright, spacing_mm)
     return pools | (ndimage.binary_dilation(pools, iterations=rim) & bright)
+
+
+def _grown_along_vessels(pools: np.ndarray, smooth_hu: np.ndarray, bright: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The pools and the bright channels they reach without crossing a cortex (see the module)."""
+    ball = _ball(max(1, int(round(CHANNEL_BALL_RADIUS_MM / spacing_mm))))
+    ridge = smooth_hu - ndimage.grey_opening(smooth_hu, footprint=ball) > RIDGE_HU
+    channels = ndimage.binary_opening(bright & ~ridge, ball)
+    labels, count = ndimage.label(channels)
+    reached = np.zeros(count + 1, dtype=bool)
+    reached[np.unique(labels[pools & channels])] = True
+    reached[0] = False
+    return pools | reached[labels]

@@ -5,6 +5,12 @@ the disc centres, perpendicular to the body line), near the spine curve. Bone fa
 femurs) gets markers of its own. The watershed then floods the bone from the markers over the smoothed HU
 turned upside down, so that two markers meet where the bone is faintest: in the disc, across the gap of a
 facet joint or of the sacroiliac joint, not through solid bone.
+
+Bright things in front of the vertebral bodies (a contrast-filled aorta against the body, calcified vessel
+walls) are not vertebra however close they lie: bone more than :data:`FRONT_MM` in front of the body line, or
+in front of it and more than :data:`SIDE_MM` to its side, seeds "other bone" too, and the watershed cuts it off
+the body at the faint gap between them. The side rule holds between two discs only: below the last disc the
+sacral ala spreads sideways in front of the canal.
 """
 
 from __future__ import annotations
@@ -24,8 +30,17 @@ MARKER_CORE_SHARE = 0.5
 MARKER_REACH_MM = 45.0
 #: Bone farther than this from the curve seeds "other bone" (ilia, ribs, femurs), mm.
 OTHER_BONE_MM = 60.0
+#: Bone this far in front of the body line (the bodies' centres) is in front of the body: a lumbar body is 30-35 mm
+#: deep, a thoracic one 25-30 mm, and an anterior osteophyte adds a few mm, mm.
+FRONT_MM = 26.0
+#: Bone in front of the body line and this far to its side is beside the body (the descending aorta lies against
+#: the left side of the thoracic bodies); the widest lumbar bodies are 50 mm across, mm.
+SIDE_MM = 32.0
 #: A slab whose core holds less bone than this (ml) is not a vertebra (a sliver at the scan's edge).
 MIN_VERTEBRA_ML = 4.0
+#: The end slabs (above the first disc, below the last) seed their vertebra this far from the disc (a typical
+#: level's margin), mm.
+END_MARGIN_MM = 8.0
 
 
 def slab_index(points_mm: np.ndarray, discs: list[Disc]) -> np.ndarray:
@@ -50,14 +65,24 @@ def _core(points_mm: np.ndarray, slab: np.ndarray, discs: list[Disc]) -> np.ndar
             bottom = (points_mm[here] - below.center_mm) @ below.normal  # positive inside
             keep[here] = (top < -margin * height) & (bottom > margin * height)
         elif above is not None:  # below the last disc: keep away from it by the same margin of a typical level
-            keep[here] = (points_mm[here] - above.center_mm) @ above.normal < -8.0
+            keep[here] = (points_mm[here] - above.center_mm) @ above.normal < -END_MARGIN_MM
         elif below is not None:
-            keep[here] = (points_mm[here] - below.center_mm) @ below.normal > 8.0
+            keep[here] = (points_mm[here] - below.center_mm) @ below.normal > END_MARGIN_MM
     return keep
 
 
+def in_front_of_bodies(points_mm: np.ndarray, line: SpineCurve, between_discs: np.ndarray) -> np.ndarray:
+    """Which points (M, 3) lie in front of the vertebral bodies, or beside their front half where the point lies
+    between two discs (``between_discs``, (M,) bool); see the module."""
+    _, nearest = cKDTree(line.points_mm).query(points_mm)
+    offset = points_mm - line.points_mm[nearest]
+    posterior = np.einsum("ij,ij->i", offset, line.posterior[nearest])
+    lateral = np.einsum("ij,ij->i", offset, line.left[nearest])
+    return (posterior < -FRONT_MM) | (between_discs & (posterior < 0.0) & (np.abs(lateral) > SIDE_MM))
+
+
 def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curve: SpineCurve,
-               discs: list[Disc]) -> tuple[np.ndarray, int]:
+               discs: list[Disc], line: SpineCurve) -> tuple[np.ndarray, int]:
     """Label the bone: slab k's vertebra gets k + 1 (k = 0 above the first disc), other bone ``OTHER + n``.
 
     The work is done on the bone's bounding box (one voxel of margin), which holds every marker and every
@@ -73,6 +98,8 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
         The grid's index_to_world.
     curve : SpineCurve
     discs : list of Disc, cranial to caudal
+    line : SpineCurve
+        The body line (through the vertebral bodies' centres).
 
     Returns
     -------
@@ -86,26 +113,28 @@ def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     other_base = len(discs) + 2
     box = bounding_box(bone, margin=1)
     if box is not None:
-        labels[box] = _split_box(bone[box], smooth_hu[box], shifted_affine(affine, box), curve, discs, other_base)
+        labels[box] = _split_box(bone[box], smooth_hu[box], shifted_affine(affine, box), curve, discs, line,
+                                 other_base)
     return labels, other_base
 
 
 def _split_box(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curve: SpineCurve, discs: list[Disc],
-               other_base: int) -> np.ndarray:
+               line: SpineCurve, other_base: int) -> np.ndarray:
     """:func:`split_bone` on a box that holds all the bone (arguments alike; ``affine`` is the box's)."""
     zyx = np.argwhere(bone)
     points = voxel_centres_mm(zyx, affine)
     distance, _ = cKDTree(curve.points_mm).query(points)
     slab = slab_index(points, discs)
+    elsewhere = (distance > OTHER_BONE_MM) | in_front_of_bodies(points, line, (slab > 0) & (slab < len(discs)))
     markers = np.zeros(bone.shape, dtype=np.int32)
-    seed = (distance < MARKER_REACH_MM) & _core(points, slab, discs)
+    seed = (distance < MARKER_REACH_MM) & ~elsewhere & _core(points, slab, discs)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
     for k in range(len(discs) + 1):
         here = seed & (slab == k)
         if here.sum() * voxel_ml >= MIN_VERTEBRA_ML:
             markers[tuple(zyx[here].T)] = k + 1
     far = np.zeros(bone.shape, dtype=bool)
-    far[tuple(zyx[distance > OTHER_BONE_MM].T)] = True
+    far[tuple(zyx[elsewhere].T)] = True
     pieces, count = ndimage.label(far, structure=np.ones((3, 3, 3), dtype=bool))
     markers[far] = pieces[far] + other_base - 1
     relief = np.where(bone, -smooth_hu, 4000.0).astype(np.float32)
