@@ -135,8 +135,8 @@ def test_chest_aorta_at_the_scan_edge_is_not_vertebra(chest):
     scan, _, spine = chest
     labelled = _labelled_near(spine, scan, CHEST_AORTA_LOW_MM)
     if labelled:
-        # measured 224 voxels labelled "L1" (of about 260 in the ball): below the last disc the body line bends forward onto the
-        # aorta, so its lumen seeds the sliver of L1 at the scan's edge
+        # measured 224 voxels labelled "L1" (of about 260 in the ball): below the last disc the body line bends
+        # forward onto the aorta, so its lumen seeds the sliver of L1 at the scan's edge
         pytest.xfail(reason=f"{labelled} voxels of the aorta labelled as vertebra")
     assert labelled == 0
 
