@@ -206,6 +206,11 @@ def test_dask_cluster_makes_identical_files(reference, tmp_path):
     assert _digests(tmp_path / "out") == _digests(reference)
 
 
+def _finished_labels(out: Path) -> int:
+    """Label files written whole (a write in progress is a hidden ``.part-*`` file that also ends in .json)."""
+    return sum(1 for path in (out / "labels").rglob("*.json") if not path.name.startswith(".part-"))
+
+
 def test_killed_run_resumes_to_the_same_files(reference, tmp_path):
     """A run killed (SIGKILL) midway, then rerun, ends with exactly the reference's files."""
     config_file = tmp_path / "dataset.toml"
@@ -216,12 +221,12 @@ def test_killed_run_resumes_to_the_same_files(reference, tmp_path):
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if len(list((out / "labels").rglob("*.json"))) >= 3:
+        if _finished_labels(out) >= 3:
             break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    done = len(list((out / "labels").rglob("*.json")))
+    done = _finished_labels(out)
     assert 3 <= done < IMAGES, "the run should have been killed midway"
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
