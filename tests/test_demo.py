@@ -32,7 +32,7 @@ def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):
         assert len(geometry["projection_matrix"]) == 3
     planning = first["plan"]
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(planning["levels"])
-    assert set(planning["plans"]) == {"tfesi-L4-left", "rfa-L4-left"}
+    assert set(planning["plans"]) == {"tfesi-L4-left", "mbb-L4-left"}
     page = (tmp_path / "out" / planning["report"]).read_text(encoding="utf-8")
     assert "L4 foramen, left" in page and "data:image/png;base64," in page
     for name, facts in planning["plans"].items():
@@ -40,4 +40,4 @@ def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):
             assert (tmp_path / "out" / "plan" / "images" / view).stat().st_size > 1000
         assert facts["feasible"] == bool(facts["views"]), name
     document = json.loads((tmp_path / "out" / "plan" / "plan.json").read_text())
-    assert [p["procedure"] for p in document["plans"]] == ["tfesi", "rfa"]
+    assert [p["procedure"] for p in document["plans"]] == ["tfesi", "mbb"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,10 @@ def test_targets_match_the_analytic_targets(phantom_case, phantom_plans):
 def test_feasible_plans_are_safe_on_the_exact_anatomy(phantom_case, phantom_plans):
     case, _ = phantom_case
     feasible = phantom_plans.feasible
-    assert len(feasible) >= 26  # all but the blocked L5 cases (below)
+    # every TFESI, MBB and SI plan but the blocked L5 dorsal rami (below); no RFA: see
+    # test_rfa_verdicts_follow_the_electrode_angle_and_capture
+    assert sorted(p.name for p in phantom_plans.plans if not p.feasible and p.procedure != "rfa") == [
+        "mbb-L5-left", "mbb-L5-right"]
     for plan in feasible:
         assert plan.safety.safe, (plan.name, plan.safety.violations)
         assert exact_violations(case, plan) == [], plan.name
@@ -225,27 +229,47 @@ def test_squared_endplate_view_minimises_the_endplate_thickness(phantom_case):
     assert thickness(b0) < 0.2 * thickness(b0 + 5.0) and thickness(b0) < 0.2 * thickness(b0 - 5.0)
 
 
-def test_rfa_electrode_is_as_parallel_to_the_nerve_as_the_window_allows(phantom_case, phantom_plans):
+def _electrode_check(plan) -> tuple[float, float]:
+    """Electrode-to-nerve angle (degrees) and nerve length inside the lesion (mm), computed here from the needle, the
+    nerve's neck and the lesion's stated length and radius: a spheroid along the needle that ends at its tip
+    (CLINICAL.md 5)."""
+    tangent = plan.nerve[1] - plan.nerve[-1]
+    cosine = abs(plan.direction @ tangent) / np.linalg.norm(tangent)
+    angle = float(np.degrees(np.arccos(min(cosine, 1.0))))
+    length, radius = plan.lesion.length_mm, plan.lesion.radius_mm
+    centre = plan.needle.tip_mm - 0.5 * length * plan.direction
+    t = np.linspace(0.0, 1.0, 2001)[:, None]
+    captured = 0.0
+    for a, b in zip(plan.nerve[1:-1], plan.nerve[2:]):  # the neck: second vertex to the notch
+        points = a + t * (b - a)
+        along = (points - centre) @ plan.direction
+        across = np.linalg.norm(points - centre - along[:, None] * plan.direction, axis=1)
+        inside = (along / (0.5 * length)) ** 2 + (across / radius) ** 2 <= 1.0
+        captured += inside.mean() * float(np.linalg.norm(b - a))
+    return angle, captured
+
+
+def test_rfa_verdicts_follow_the_electrode_angle_and_capture(phantom_case, phantom_plans):
+    """A feasible RFA electrode lies within 20 degrees of the nerve and holds at least 5 mm of it (checked here, not by
+    the planner's numbers); an infeasible one says how parallel the best clear path came, and no path of the window
+    within 20 degrees of the nerve is clear."""
     from needleplan.plan.scene import scene_for
-    from needleplan.plan.search import check_paths
+    from needleplan.plan.search import PathRules, check_paths
     _, spine = phantom_case
     scene = scene_for(spine)
-    for plan in (p for p in phantom_plans.feasible if p.procedure == "rfa"):
-        lesion = plan.lesion
+    plans = [p for p in phantom_plans.plans if p.procedure == "rfa"]
+    assert len(plans) == 10
+    for plan in plans:
+        if plan.feasible:
+            angle, captured = _electrode_check(plan)
+            assert angle <= 20.0 + 0.01 and captured >= 5.0 - 0.05, (plan.name, angle, captured)
+            assert plan.safety.safe
+            continue
+        # the box phantom's nerve runs 13-22 degrees from the vertical: no clear electrode parallels it today
+        best = re.search(r"the most parallel one that does is (\d+) degrees", plan.reason)
+        assert best and int(best.group(1)) > 20, (plan.name, plan.reason)
         tangent = plan.nerve[1] - plan.nerve[-1]
         tangent /= np.linalg.norm(tangent)
-        angle = np.degrees(np.arccos(abs(plan.direction @ tangent)))
-        assert lesion.electrode_to_nerve_deg == pytest.approx(angle, abs=0.01)
-        assert 25.0 - 1e-6 <= plan.tilt_from_endplate_deg <= 50.0 + 1e-6
-        assert 10.0 <= abs(plan.oblique_deg) <= 50.0
-        # the lesion is centred on the target (the nerve's middle) and ends at the needle's tip, nothing beyond
-        assert np.allclose(lesion.center_mm, plan.target_mm, atol=1e-9)
-        assert np.allclose(plan.needle.tip_mm, plan.target_mm + 0.5 * lesion.length_mm * plan.direction)
-        assert lesion.contains(plan.needle.tip_mm - 0.5 * plan.direction)
-        assert not lesion.contains(plan.needle.tip_mm + 0.5 * plan.direction)
-        if angle <= plan.options.rfa_max_angle_deg:
-            assert lesion.nerve_captured_mm >= plan.options.rfa_capture_min_mm, plan.name
-        # no feasible direction of the window is more than a degree closer to the nerve
         sign = 1.0 if plan.side == "left" else -1.0
         a, b = np.meshgrid(sign * np.arange(10.0, 50.5, 1.0), np.arange(-30.0, 80.5, 1.0))
         a, b = a.ravel(), b.ravel()
@@ -253,11 +277,9 @@ def test_rfa_electrode_is_as_parallel_to_the_nerve_as_the_window_allows(phantom_
                             ["superior_endplate"]["normal"])
         relative = b - np.array([squared_tilt_deg(normal, x) for x in a])
         u = direction_from_angles(a, b)
-        closer = (np.degrees(np.arccos(np.abs(u @ tangent))) < angle - 1.0) & (relative >= 25.0) & (relative <= 50.0)
-        if closer.any():
-            rules = __import__("needleplan.plan.search", fromlist=["PathRules"]).PathRules(
-                plan.options.rfa_active_tip_mm + 2.0 - 0.5 * lesion.length_mm, False, plan.options.anterior_margin_mm)
-            assert not check_paths(scene, plan.target_mm, u[closer], rules).feasible.any(), plan.name
+        parallel = (np.degrees(np.arccos(np.abs(u @ tangent))) <= 19.0) & (relative >= 25.0) & (relative <= 50.0)
+        rules = PathRules(plan.options.rfa_active_tip_mm + 2.0 - 6.0, False, plan.options.anterior_margin_mm)
+        assert not check_paths(scene, plan.target_mm, u[parallel], rules).feasible.any(), plan.name
 
 
 def test_si_plan_maximises_the_projected_joint_gap_in_its_window(phantom_case):
@@ -306,8 +328,9 @@ def test_needle_choice_says_when_a_standard_needle_does_not_reach(phantom_case):
     choice = plan.needle_choice
     assert choice.length_mm == 178.0 and not choice.standard and "does not reach" in choice.note
     assert choice.note in plan.safety.warnings
+    # a needle that does not reach is not a plan: the search looks for a shorter path, and says so when none exists
     short = npl.plan(spine, "tfesi", "L3", "left", spinal_needle_lengths_mm=(50.0,), standard_needle_max_mm=50.0)
-    assert "no spinal needle reaches" in short.needle_choice.note and not short.needle_choice.standard
+    assert not short.feasible and "no spinal needle reaches" in short.reason
 
 
 def test_joint_block_plans_both_medial_branches(phantom_case):
@@ -336,7 +359,7 @@ def test_plans_on_an_oblique_grid_match_the_analytic_targets_and_stay_safe():
         assert error <= 1.5, (plan.name, error)
         if plan.feasible:
             assert exact_violations(case, plan) == [], plan.name
-    assert feasible == 5
+    assert feasible == 4  # not rfa-L3-left: see test_rfa_verdicts_follow_the_electrode_angle_and_capture
 
 
 # ---- bad input ----------------------------------------------------------------------------------------------------
@@ -495,9 +518,9 @@ def _reference_level(reference, point, direction=None) -> str | None:
 def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
     _, _, plans = real_ct
     by_name = {p.name: p for p in plans.plans}
-    wanted = [f"{proc}-{lv}-{s}" for proc in ("tfesi", "mbb", "rfa") for lv in ("L1", "L2", "L3", "L4")
+    wanted = [f"{proc}-{lv}-{s}" for proc in ("tfesi", "mbb") for lv in ("L1", "L2", "L3", "L4")
               for s in SIDES] + [f"tfesi-L5-{s}" for s in SIDES] + [f"si-S1-{s}" for s in SIDES]
-    wanted += ["mbb-L5-right", "rfa-L5-right"]  # the L5 dorsal ramus: see below for the left side
+    wanted += ["mbb-L5-right"]  # the L5 dorsal ramus: see below for the left side
     problems = {name: by_name[name].reason if name in by_name else plans.skipped.get(name, "missing")
                 for name in wanted if name not in by_name or not by_name[name].feasible}
     assert not problems, problems
@@ -506,6 +529,26 @@ def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
     # at 3 mm the left S1 SAP is not found today, so the left L5 dorsal ramus is not placed: said, not guessed
     for name in ("mbb-L5-left", "rfa-L5-left"):
         assert (name in by_name and by_name[name].safety.safe) or "medial branch" in plans.skipped.get(name, "")
+
+
+def test_real_ct_rfa_electrodes_lie_along_the_nerve(real_ct):
+    _, _, plans = real_ct
+    rfa = [p for p in plans.plans if p.procedure == "rfa"]
+    for plan in rfa:
+        if plan.feasible:
+            angle, captured = _electrode_check(plan)
+            assert angle <= 20.0 + 0.01 and captured >= 5.0 - 0.05, (plan.name, angle, captured)
+    assert len(rfa) >= 9
+
+
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-05: rfa-L1-left (best clear path 43 degrees from the nerve), "
+                                       "rfa-L4-right (38 degrees) and rfa-T12-left (no lesion holds 5 mm of the nerve) "
+                                       "have no parallel clear path")
+def test_real_ct_rfa_plans_are_all_feasible(real_ct):
+    _, _, plans = real_ct
+    by_name = {p.name: p for p in plans.plans}
+    wanted = [f"rfa-{lv}-{s}" for lv in ("L1", "L2", "L3", "L4") for s in SIDES] + ["rfa-L5-right"]
+    assert all(name in by_name and by_name[name].feasible for name in wanted)
 
 
 def test_real_ct_targets_lie_on_the_right_vertebra(real_ct):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -65,17 +66,31 @@ def test_an_si_plan_needs_no_level(ct_file, tmp_path, capsys):
 
 def test_joint_writes_both_plans_and_their_needles(ct_file, tmp_path, capsys):
     out = tmp_path / "joint"
-    code, stdout, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "--procedure", "rfa", "-o",
+    code, stdout, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "--procedure", "mbb", "-o",
                                 out, "--size", 96], capsys)
     assert code == 0, stderr
     document = json.loads((out / "plan.json").read_text())
-    assert [p["level"] for p in document["plans"]] == ["L3", "L4"]
-    assert all(p["procedure"] == "rfa" and p["lesion"] is not None for p in document["plans"] if p["feasible"])
+    assert [(p["procedure"], p["level"], p["feasible"]) for p in document["plans"]] == [("mbb", "L3", True),
+                                                                                         ("mbb", "L4", True)]
     assert document["skipped"] == {}
-    feasible = [p for p in document["plans"] if p["feasible"]]
-    assert len(read_needles(out / "plan.json")) == len(feasible) == len(document["needles"])
+    assert len(read_needles(out / "plan.json")) == 2 == len(document["needles"])
     page = (out / "report.html").read_text(encoding="utf-8")
-    assert 'id="summary"' in page and "rfa-L3-left" in page and "rfa-L4-left" in page
+    assert 'id="summary"' in page and "mbb-L3-left" in page and "mbb-L4-left" in page
+
+
+def test_rfa_without_a_parallel_path_is_not_feasible_and_says_how_close_it_came(ct_file, tmp_path, capsys):
+    # the phantom's box SAP puts its medial branch 13-22 degrees from the vertical, steeper than the 25-50 degree
+    # caudal window can parallel: the CLI line must say so rather than call an oblique electrode safe
+    code, stdout, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "--procedure", "rfa", "-o",
+                                tmp_path / "rfa", "--size", 96], capsys)
+    assert code == 0, stderr
+    document = json.loads((tmp_path / "rfa" / "plan.json").read_text())
+    for plan in document["plans"]:
+        assert plan["procedure"] == "rfa" and not plan["feasible"]
+        best = re.search(r"the most parallel one that does is (\d+) degrees", plan["reason"])
+        assert best and int(best.group(1)) > 20, plan["reason"]
+        assert f"{plan['procedure']}-{plan['level']}-left: not feasible: {plan['reason']}" in stdout
+    assert "safe" not in stdout.replace("not feasible", "")
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -38,7 +38,9 @@ def tfesi(spine):
 
 @pytest.fixture(scope="module")
 def rfa(spine):
-    plan = npl.plan(spine, "rfa", "L4", "left")
+    # the phantom's box SAP holds its nerve steeper than any clear electrode of the window can parallel (best 30
+    # degrees at L4): the drawing is tested with the angle limit widened to let that electrode stand
+    plan = npl.plan(spine, "rfa", "L4", "left", rfa_max_angle_deg=35.0)
     assert plan.feasible, plan.reason
     return plan
 

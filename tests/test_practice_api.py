@@ -321,8 +321,17 @@ def test_mbb_on_the_plan_touches_bone_and_passes(tmp_path):
     assert score["passed"] and score["tip"]["bone_contact"] is True and score["points"] >= 95, score["summary"]
 
 
+def test_rfa_on_the_phantom_is_refused_with_the_reason():
+    # its box SAP holds the nerve steeper than a clear electrode can parallel: no practice on a plan that fails
+    with pytest.raises(NeedleplanError, match="degrees of the nerve"):
+        prepare_case(None, "rfa", "L3", "left")
+
+
 def test_rfa_along_the_plan_stops_on_bone_and_scores_the_lesion_there(tmp_path):
-    case = prepare_case(None, "rfa", "L3", "left")
+    scan = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
+    if not scan.is_file():
+        pytest.skip(f"shared real data not found at {scan.parent}")
+    case = prepare_case(scan, "rfa", "L3", "left")
     with TestClient(create_app(case, log_dir=tmp_path)) as client:
         sid = start(client)
         score = follow_plan(client, sid, case.plan)["score"]

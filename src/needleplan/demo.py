@@ -33,7 +33,7 @@ from .volume import Volume
 
 LEVELS = ("L1", "L2", "L3", "L4", "L5")
 #: The plans the demo makes: (procedure, level, side).
-PLANS = (("tfesi", "L4", "left"), ("rfa", "L4", "left"))
+PLANS = (("tfesi", "L4", "left"), ("mbb", "L4", "left"))
 
 
 def run(out_dir: str | Path = "demo-out", seed: int = 0) -> dict:

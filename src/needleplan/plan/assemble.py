@@ -11,7 +11,7 @@ from ..anatomy import SIDE_SIGN, Spine
 from ..needle import Needle
 from . import targets
 from .angles import angle_between_deg, describe_angles, direction_from_angles, squared_tilt_deg
-from .model import Lesion, NeedleChoice, Plan, Safety
+from .model import Lesion, NeedleChoice, Plan, Safety, SafetyItem
 from .options import LESION_RADIUS_MM, PlanOptions
 from .safety import assess, tip_problem
 from .scene import Scene
@@ -38,6 +38,7 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     needle = Needle.from_direction(tip, direction, choice.length_mm, gauge=choice.gauge,
                                    name=f"{procedure}-{level}-{side}")
     lesion = lesion_at(setup.nerve, tip, direction, opts) if procedure == "rfa" else None
+    assert safety is not None
     endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
     views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
                           setup.endplate_of, np.asarray(endplate, dtype=np.float64))
@@ -45,18 +46,38 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     plan = Plan(feasible=safety.safe, reason="; ".join(safety.violations), entry_mm=entry, direction=direction,
                 depth_mm=depth, oblique_deg=oblique, tilt_deg=tilt, needle_choice=choice, needle=needle, views=views,
                 safety=safety, lesion=lesion, entry_offsets=offsets, entry_in_words=words, **common)
-    plan.notes.append(f"trajectory: {describe_angles(oblique, tilt, side, b0)}")
+    plan.notes.append(f"trajectory: {describe_angles(oblique, tilt, side, None if procedure == 'si' else b0)}")
     if result.preferred_reason:
         plan.notes.append(f"the first-choice direction ({describe_angles(*result.preferred, side)}) is blocked: "
                           f"{result.preferred_reason}; the grid search found this one")
-    if not choice.standard:
+    if choice.reaches and not choice.standard:
         plan.safety.warnings.append(choice.note)
-    if lesion is not None and (lesion.nerve_captured_mm < opts.rfa_capture_min_mm
-                               or lesion.electrode_to_nerve_deg > opts.rfa_max_angle_deg):
-        plan.safety.warnings.append(
-            f"the lesion captures {lesion.nerve_captured_mm:.1f} mm of nerve at {lesion.electrode_to_nerve_deg:.0f} "
-            f"degrees (aim: at least {opts.rfa_capture_min_mm:g} mm, at most {opts.rfa_max_angle_deg:g} degrees)")
     return plan
+
+
+def procedure_items(procedure: str, setup: Setup, tip: np.ndarray, direction: np.ndarray, depth_mm: float,
+                    opts: PlanOptions, angle_rule: bool = True) -> list[SafetyItem]:
+    """The rules a path must pass besides the no-go clearances: a needle that reaches the tip with a hub margin
+    and, for RFA, a lesion that lies along the nerve (CLINICAL.md sections 5 and 7.3; ``angle_rule=False`` leaves
+    out the electrode-to-nerve angle)."""
+    choice = _needle_choice(procedure, depth_mm, opts)
+    items = [SafetyItem("needle length", float("nan"), float("nan"),
+                        f"a {choice.kind} of at most {max(_lengths(procedure, opts)):.0f} mm reaches the tip with "
+                        f"{opts.hub_margin_mm:g} mm outside the skin", "ok" if choice.reaches else "violation",
+                        "" if choice.reaches else choice.note)]
+    if procedure == "rfa" and setup.nerve is not None:
+        lesion = lesion_at(setup.nerve, tip, direction, opts)
+        along = lesion.electrode_to_nerve_deg <= opts.rfa_max_angle_deg or not angle_rule
+        captured = lesion.nerve_captured_mm >= opts.rfa_capture_min_mm
+        problems = ([] if along else [f"the electrode is {lesion.electrode_to_nerve_deg:.0f} degrees from the nerve"]) + (
+            [] if captured else [f"the lesion holds {lesion.nerve_captured_mm:.1f} mm of the nerve"])
+        items.append(SafetyItem(
+            "nerve in the RF lesion", lesion.nerve_captured_mm, lesion.nerve_captured_mm,
+            f"electrode within {opts.rfa_max_angle_deg:g} degrees of the nerve and at least "
+            f"{opts.rfa_capture_min_mm:g} mm of nerve inside the lesion", "ok" if along and captured else "violation",
+            " and ".join(problems) + (f" (needs at most {opts.rfa_max_angle_deg:g} degrees and "
+                                      f"{opts.rfa_capture_min_mm:g} mm)" if problems else "")))
+    return items
 
 
 def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions
@@ -75,8 +96,13 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
         def verify(oblique: float, tilt: float, depth: float, target: np.ndarray = target) -> str:
             direction = direction_from_angles(oblique, tilt)
             tip = target + setup.tip_beyond_mm * direction
+            items = procedure_items(procedure, setup, tip, direction, depth + setup.tip_beyond_mm, opts)
+            broken = [item.message for item in items if item.status == "violation"]
+            if broken:  # cheaper than the clearances, so checked first
+                return "; ".join(broken)
             safety = assess(scene, procedure, setup.approach, level, side, target - depth * direction, tip, opts,
                             setup.rules.bone_contact_mm + setup.tip_beyond_mm)
+            safety.items += items
             reports[(oblique, tilt)] = safety
             return "; ".join(safety.violations)
 
@@ -90,9 +116,41 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
         tried.append(last.reason)
     reason = tried[0] if len(tried) == 1 else (f"{tried[0]} (and no point of the target region within "
                                                f"{opts.target_shift_max_mm:g} mm does better)")
+    if setup.relaxed_cost is not None and last is not None and last.window:
+        best = _best_clear_path(scene, procedure, level, side, setup, opts)
+        if last.checked <= 1:  # only the first-choice pose: the window holds no other within the angle limit
+            oblique, tilt = last.window["oblique_deg"], last.window["tilt_deg"]
+            reason = (f"{best}; no other direction of the window (oblique {oblique[0]:.0f} to {oblique[1]:.0f}, tilt "
+                      f"{tilt[0]:.0f} to {tilt[1]:.0f} degrees) lies within {opts.rfa_max_angle_deg:g} degrees of "
+                      "the nerve")
+        else:
+            reason = f"{best}: {reason}"
     failed = SearchResult(None, None, None, 0 if last is None else last.checked, setup.preferred, tried[0],
                           {} if last is None else last.window, reason)
     return setup.target, failed, None, []
+
+
+def _best_clear_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions) -> str:
+    """How parallel to the nerve the best path of the window that passes every other rule is, when none within the
+    RFA angle limit does."""
+    def clear(oblique: float, tilt: float, depth: float) -> str:
+        direction = direction_from_angles(oblique, tilt)
+        tip = setup.target + setup.tip_beyond_mm * direction
+        items = procedure_items(procedure, setup, tip, direction, depth + setup.tip_beyond_mm, opts, angle_rule=False)
+        broken = [item.message for item in items if item.status == "violation"]
+        if broken:
+            return "; ".join(broken)
+        return "; ".join(assess(scene, procedure, setup.approach, level, side, setup.target - depth * direction, tip,
+                                opts, setup.rules.bone_contact_mm + setup.tip_beyond_mm).violations)
+
+    best = search_direction(scene, setup.target, setup.preferred, setup.oblique_range, setup.tilt_range,
+                            setup.relaxed_cost, setup.rules, opts.grid_step_deg, clear)
+    if best.oblique_deg is None or best.tilt_deg is None:
+        return "no straight path of the window passes every rule, however parallel to the nerve"
+    angle = float(setup.relaxed_cost(np.array([best.oblique_deg]), np.array([best.tilt_deg]))[0])
+    return (f"no straight path within {opts.rfa_max_angle_deg:g} degrees of the nerve passes every rule; the most "
+            f"parallel one that does is {angle:.0f} degrees from it "
+            f"({describe_angles(best.oblique_deg, best.tilt_deg, side)})")
 
 
 def _target_candidates(scene: Scene, setup: Setup, opts: PlanOptions) -> list[np.ndarray]:
@@ -118,14 +176,18 @@ def _search_info(result: SearchResult) -> dict[str, Any]:
             "window": {k: list(v) for k, v in result.window.items()}, "no_window_reason": result.reason}
 
 
+def _lengths(procedure: str, opts: PlanOptions) -> tuple[float, ...]:
+    """The needle (or RF cannula) lengths stocked for a procedure, mm."""
+    return opts.rfa_cannula_lengths_mm if procedure == "rfa" else opts.spinal_needle_lengths_mm
+
+
 def _needle_choice(procedure: str, depth_mm: float, opts: PlanOptions) -> NeedleChoice:
     needed = depth_mm + opts.hub_margin_mm
+    lengths = _lengths(procedure, opts)
     if procedure == "rfa":
-        kind, gauge, lengths, standard_max = "RF cannula", opts.rfa_gauge, opts.rfa_cannula_lengths_mm, max(
-            opts.rfa_cannula_lengths_mm)
+        kind, gauge, standard_max = "RF cannula", opts.rfa_gauge, max(lengths)
     else:
-        kind, gauge, lengths, standard_max = ("spinal needle", opts.needle_gauge, opts.spinal_needle_lengths_mm,
-                                              opts.standard_needle_max_mm)
+        kind, gauge, standard_max = "spinal needle", opts.needle_gauge, opts.standard_needle_max_mm
     fitting = [length for length in sorted(lengths) if length >= needed]
     length = fitting[0] if fitting else max(lengths)
     standard = bool(fitting) and length <= standard_max

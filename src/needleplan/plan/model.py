@@ -51,8 +51,13 @@ class NeedleChoice:
     standard: bool
     note: str
 
+    @property
+    def reaches(self) -> bool:
+        """Whether the chosen length reaches the tip with the hub margin outside the skin."""
+        return self.length_mm >= self.needed_mm
+
     def to_dict(self) -> dict[str, Any]:
-        return _round(dict(self.__dict__))
+        return _round({**self.__dict__, "reaches": self.reaches})
 
 
 @dataclass
@@ -205,9 +210,12 @@ class Plan:
             return f"{self.name}: not feasible: {self.reason}"
         needle = self.needle_choice
         trajectory = next((view.words for view in self.views if view.name == "Trajectory"), "")
+        warnings = self.safety.to_dict()["warnings"]
+        verdict = "safe" if self.safety.safe else "UNSAFE"
+        if warnings:
+            verdict += f", {len(warnings)} warning{'s' if len(warnings) > 1 else ''}: " + "; ".join(warnings)
         return (f"{self.name} ({self.approach}): {trajectory}; depth "
-                f"{self.depth_mm:.0f} mm, {needle.gauge}G {needle.length_mm:.0f} mm; "
-                f"{'safe' if self.safety.safe else 'UNSAFE'}")
+                f"{self.depth_mm:.0f} mm, {needle.gauge}G {needle.length_mm:.0f} mm; {verdict}")
 
     def to_dict(self) -> dict[str, Any]:
         """The plan.json document (units in the key names; LPS mm)."""

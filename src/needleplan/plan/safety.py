@@ -68,9 +68,11 @@ def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, e
                                             f"(needs {options.root_clearance_mm:g} mm)")
         elif clearance.min() < 0:
             status, message = "warning", f"the needle passes through the modelled {name} tube"
-        items.append(SafetyItem(f"exiting root ({name})", float(clearance.min()), float(clearance[-1]),
-                                f"supraneural TFESI: tip at least {options.root_clearance_mm:g} mm outside the "
-                                f"{options.root_radius_mm:g} mm tube", status, message))
+        rule = (f"tip at least {options.root_clearance_mm:g} mm outside the {options.root_radius_mm:g} mm tube"
+                if approach == "supraneural" else f"the needle through the {options.root_radius_mm:g} mm tube: "
+                                                  "warning")
+        items.append(SafetyItem(f"exiting root ({name})", float(clearance.min()), float(clearance[-1]), rule, status,
+                                message))
 
     inside_disc = scene.lookup(scene.disc, points)
     disc = np.where(inside_disc, -1.0, scene.clearance_mm("disc", points))
@@ -78,7 +80,8 @@ def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, e
     if tfesi and inside_disc.any():
         status, message = "violation", ("the tip is inside a disc (intradiscal)" if inside_disc[-1]
                                         else "the needle crosses a disc")
-    items.append(SafetyItem("disc", float(disc.min()), float(disc[-1]), "TFESI: tip or path inside: fail",
+    items.append(SafetyItem("disc", float(disc.min()), float(disc[-1]),
+                            "tip or path inside: fail" if tfesi else "for information (no rule for this procedure)",
                             status, message))
 
     front = scene.anterior_clearance_mm(points)

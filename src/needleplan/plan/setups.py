@@ -47,6 +47,9 @@ class Setup:
     """(3, 3) rows: directions along which the target may move inside its region (None: it may not)."""
     tip_beyond_mm: float = 0.0
     """RFA: the needle's tip lies this far beyond the target (the lesion's centre) along the needle."""
+    relaxed_cost: Any = None
+    """RFA: the cost without the parallelism cone, searched only to say how parallel the best clear path is when no
+    path inside the cone is clear."""
 
 
 def _angular_cost(preferred: tuple[float, float]):
@@ -228,11 +231,16 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
 
     def to_nerve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.degrees(np.arccos(np.clip(direction_from_angles(a, b) @ unit_tangent, -1.0, 1.0)))
-    tilt_range, cost = _relative_tilt(normal, window, opts.rfa_caudal_from_endplate_deg, to_nerve)
-    preferred = _best_on_grid(cost, window, tilt_range, opts.grid_step_deg)
+    tilt_range, relaxed = _relative_tilt(normal, window, opts.rfa_caudal_from_endplate_deg, to_nerve)
+
+    def parallel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Parallelism first: only electrodes within ``rfa_max_angle_deg`` of the nerve are searched."""
+        angle = relaxed(a, b)
+        return np.where(angle <= opts.rfa_max_angle_deg + 1e-9, angle, np.inf)
+    preferred = _best_on_grid(relaxed, window, tilt_range, opts.grid_step_deg)
     rules = PathRules(max(opts.rfa_active_tip_mm + 2.0 - beyond, 0.0), False, opts.anterior_margin_mm)
-    return Setup(approach, target, region, below, normal, preferred, window, tilt_range, cost, rules, below,
-                 nerve=branch, notes=notes, tip_beyond_mm=beyond)
+    return Setup(approach, target, region, below, normal, preferred, window, tilt_range, parallel, rules, below,
+                 nerve=branch, notes=notes, tip_beyond_mm=beyond, relaxed_cost=relaxed)
 
 
 def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:

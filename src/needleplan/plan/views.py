@@ -9,14 +9,18 @@ from .angles import describe_angles, squared_tilt_deg
 from .model import View
 
 
-def _view(name: str, oblique: float, tilt: float, target: np.ndarray, normal: np.ndarray, side: str,
+def _view(name: str, oblique: float, tilt: float, target: np.ndarray, normal: np.ndarray | None, side: str,
           expect: str) -> View:
+    """One view; with ``normal`` None (the SI joint: no endplate to square) its angles are said relative to the
+    table only."""
     carm = CArm(oblique=float(oblique), tilt=float(tilt), isocenter=target)
     if abs(oblique) >= 75.0:  # a lateral view: no endplate to square by tilting
         words = f"lateral, detector on the patient's {'left' if oblique > 0 else 'right'}"
         if round(tilt) != 0:
             words += f", {abs(tilt):.0f} degrees {'caudal' if tilt > 0 else 'cephalad'} tilt"
         return View(name, carm, expect, None, words)
+    if normal is None:
+        return View(name, carm, expect, None, describe_angles(oblique, tilt, side))
     b0 = squared_tilt_deg(normal, oblique)
     return View(name, carm, expect, float(tilt - b0), describe_angles(oblique, tilt, side, b0))
 
@@ -79,11 +83,11 @@ def view_sequence(procedure: str, approach: str, level: str, below: str | None, 
                  _view("AP check", 0.0, b0_ap, target, normal, side,
                        "the tip on the lateral margin of the superior articular process, the shaft running up "
                        "along it")]
-    else:  # si
-        views = [first,
-                 _view("Trajectory", oblique, tilt, target, normal, side,
+    else:  # si: the joint, not an endplate, sets the view
+        views = [_view("AP", 0.0, 0.0, target, None, side, first.expect),
+                 _view("Trajectory", oblique, tilt, target, None, side,
                        "the inferior third of the joint shows as two separate lines with the lucent gap between "
                        "them; the needle is a dot in the gap 1-2 cm above its lower end"),
-                 _view("Lateral", lateral, 0.0, target, normal, side,
+                 _view("Lateral", lateral, 0.0, target, None, side,
                        "the tip anterior to the dorsal sacral border, inside the joint")]
     return views
