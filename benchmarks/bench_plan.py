@@ -10,8 +10,8 @@ Cases (each segmented once with ``npl.segment``; segmentation is not part of the
 
 Time: ``plan_all`` on a fresh copy of the label map each run, so that the planner's per-spine scene (masks,
 k-d trees, planes) is rebuilt and counted; the first call (numba compile or cache load) is reported apart, then
-the median of ``--repeats`` runs. Accuracy: each phantom plan's target against the analytic target (the same rule
-on the exact anatomy, :func:`needleplan.phantoms.targets.analytic_target`), planned on the phantom's exact Spine
+the median of ``--repeats`` runs. Accuracy: each phantom plan's target against the analytic target (the procedure's definition on
+the recipe geometry, :func:`needleplan.phantoms.targets.analytic_target`, which does not import the planner), planned on the phantom's exact Spine
 and on its segmentation. There is no open planner for these procedures to run side by side (CLINICAL.md section
 8), so the time is compared with the issue's budget (5 s on 2 cores).
 Prints Markdown; with ``--write`` replaces the "## Planning" section of benchmarks/RESULTS.md.

@@ -1,26 +1,42 @@
-"""Analytic procedure targets of a phantom: the planner's target rules applied to the exact anatomy.
+"""Analytic procedure targets of a phantom, from its recipe geometry (the truth the planner is measured against).
 
-The planner measures what it needs (a pedicle's height, say) on a label map; here the same rules
-(:mod:`needleplan.plan.targets`) take the phantom's exact landmarks and the recipe's exact sizes, so comparing
-the two measures the planner's error on a case whose answer is known.
+Nothing here imports the planner: each target is written from CLINICAL.md's definition and the phantom's own
+geometry, the vertebra frames and sizes of the recipe (pedicles) and the phantom's exact landmarks (nerves, the S1
+foramen channel, the SI joint lines), with the distances the README gives for each procedure as arguments:
+
+- supraneural TFESI: under the 6 o'clock of the upper pedicle, ``below_pedicle_mm`` under its inferior border and
+  ``pedicle_margin_inset_mm`` inside the line of its lateral margins;
+- infraneural TFESI: the same corner of the lower pedicle, ``above_pedicle_mm`` above its superior border;
+- S1 TFESI: ``s1_foramen_depth_mm`` into the posterior S1 foramen along its channel;
+- MBB: where the nerve turns down the SAP's lateral neck, ``mbb_below_tp_margin_mm`` lower along it (the L5
+  dorsal ramus: the groove itself), ``tip_off_bone_mm`` out of the bone;
+- RFA: the middle of the nerve's course down the neck, the cannula's radius out of the bone;
+- SI: on the posterior joint line, ``si_above_lower_end_mm`` (along it) above its lower end.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..anatomy import landmark_arrays
 from ..needle import GAUGE_OUTER_DIAMETER_MM
-from ..plan import targets
-from ..plan.options import PlanOptions
+from .frames import spine_frames, unit
 from .ids import MATERIALS
+from .vertebra import Level, level_layout
 
 if TYPE_CHECKING:
     from .case import PhantomCase
 
 _ORDER = ("L1", "L2", "L3", "L4", "L5", "S1")
+
+#: The README's distances (mm) and the RF cannula gauge; ``analytic_target`` takes others by keyword or from an
+#: object with these attributes (a PlanOptions).
+DISTANCES: dict[str, float] = {
+    "below_pedicle_mm": 2.0, "above_pedicle_mm": 2.0, "pedicle_margin_inset_mm": 1.0, "s1_foramen_depth_mm": 3.0,
+    "mbb_below_tp_margin_mm": 1.5, "tip_off_bone_mm": 1.0, "si_above_lower_end_mm": 15.0, "rfa_gauge": 18,
+}
 
 
 def exact_outward_normal(case: "PhantomCase", point_mm: np.ndarray, radius_mm: float = 1.5) -> np.ndarray:
@@ -39,32 +55,72 @@ def exact_outward_normal(case: "PhantomCase", point_mm: np.ndarray, radius_mm: f
     return normal / np.linalg.norm(normal)
 
 
+def _levels(recipe: dict[str, Any]) -> dict[str, Level]:
+    """The recipe's vertebra layouts (frames, pedicles) as the phantom builds them."""
+    frames = spine_frames(recipe)
+    return {name: level_layout(name, frames[name], recipe["levels"][name], dict(recipe["vertebra"]))
+            for name in _ORDER}
+
+
+def _pedicle_corner(level: Level, side: str, up_mm: float, inset_mm: float) -> np.ndarray:
+    """The lateral corner of a pedicle's inferior (``up_mm`` < 0, measured from the inferior border) or superior
+    (``up_mm`` > 0, from the superior border) border, ``inset_mm`` inside its lateral margin line."""
+    arch = level.arches[side]
+    half_width, half_height = 0.5 * level.dims["pedicle_width_mm"], 0.5 * level.dims["pedicle_height_mm"]
+    height = half_height + abs(up_mm)
+    local = arch.pedicle_centre + (half_width - inset_mm) * arch.pedicle_across + [0.0, 0.0, np.sign(up_mm) * height]
+    return level.frame.point(local)
+
+
+def _neck(branch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Upper (where the nerve turns down behind the TP) and lower (mamillo-accessory notch) ends of the nerve's
+    course down the SAP's lateral neck: the phantom's nerve polyline is junction, turn, notch."""
+    return branch[1], branch[-1]
+
+
+def _along_polyline(points: np.ndarray, distance_mm: float) -> np.ndarray:
+    """The point ``distance_mm`` along a polyline from its first point (its last point beyond its length)."""
+    steps = np.linalg.norm(np.diff(points, axis=0), axis=1)
+    for start, step, end in zip(points[:-1], steps, points[1:], strict=True):
+        if distance_mm <= step:
+            return start + (distance_mm / step) * (end - start)
+        distance_mm -= step
+    return points[-1]
+
+
 def analytic_target(case: "PhantomCase", procedure: str, level: str, side: str, approach: str | None = None,
-                    options: PlanOptions | None = None) -> np.ndarray:
-    """Exact target (3,) LPS mm of a procedure, with the same level/approach conventions as ``npl.plan``."""
-    opts = options or PlanOptions()
+                    options: Any = None, **distances: float) -> np.ndarray:
+    """Exact target (3,) LPS mm of a procedure, with ``npl.plan``'s level and approach conventions (TFESI ``L4``:
+    the L4-L5 foramen, infraneural by default at L1-L3; MBB/RFA ``L4``: the L4 medial branch on L5's SAP).
+
+    ``options`` (any object with the :data:`DISTANCES` attributes, e.g. a plan's options) and keyword arguments
+    override the README's distances.
+    """
+    d = dict(DISTANCES)
+    d.update({key: getattr(options, key) for key in DISTANCES if options is not None and hasattr(options, key)})
+    d.update(distances)
     marks = landmark_arrays(case.landmarks)
-    half_height = {name: 0.5 * case.recipe["levels"][name]["pedicle_height_mm"] for name in _ORDER}
     if procedure == "tfesi" and level == "S1":
-        return targets.s1_foramen(marks["pelvis"][f"s1_posterior_foramen_{side}"], marks["S1"][f"foramen_{side}"],
-                                  opts.s1_foramen_depth_mm)
+        opening = marks["pelvis"][f"s1_posterior_foramen_{side}"]
+        return opening + d["s1_foramen_depth_mm"] * unit(marks["S1"][f"foramen_{side}"] - opening)
+    below = _ORDER[_ORDER.index(level) + 1] if level in _ORDER[:-1] else None
     if procedure == "tfesi":
-        approach = approach or targets.default_tfesi_approach(level)
+        levels = _levels(case.recipe)
+        approach = approach or ("infraneural" if level in ("L1", "L2", "L3") else "supraneural")
         if approach == "supraneural":
-            return targets.tfesi_supraneural(marks[level], side, half_height[level], opts.below_pedicle_mm,
-                                             opts.pedicle_margin_inset_mm)
-        below = _ORDER[_ORDER.index(level) + 1]
-        return targets.tfesi_infraneural(marks[below], side, half_height[below], opts.above_pedicle_mm,
-                                         opts.pedicle_margin_inset_mm)
+            return _pedicle_corner(levels[level], side, -d["below_pedicle_mm"], d["pedicle_margin_inset_mm"])
+        return _pedicle_corner(levels[str(below)], side, d["above_pedicle_mm"], d["pedicle_margin_inset_mm"])
     if procedure in ("mbb", "rfa"):
-        below = _ORDER[_ORDER.index(level) + 1]
-        branch = marks[below][f"medial_branch_{side}"]
+        upper, notch = _neck(marks[str(below)][f"medial_branch_{side}"])
         if procedure == "mbb":
-            drop = targets.mbb_drop_mm(level, opts.mbb_below_tp_margin_mm)
-            on_bone = targets.mbb(branch, marks[below]["axes"]["superior"], drop)
-            return on_bone + opts.tip_off_bone_mm * exact_outward_normal(case, on_bone)
-        on_bone = targets.rfa_lesion_centre(branch)
-        return on_bone + 0.5 * GAUGE_OUTER_DIAMETER_MM[opts.rfa_gauge] * exact_outward_normal(case, on_bone)
+            superior = unit(marks[str(below)]["axes"]["superior"])
+            drop = 0.0 if level == "L5" else d["mbb_below_tp_margin_mm"]
+            # "lower" is followed along the nerve on the SAP's slanted face, so the point stays on its surface
+            on_bone = upper + min(drop / float((upper - notch) @ superior), 1.0) * (notch - upper)
+            return on_bone + d["tip_off_bone_mm"] * exact_outward_normal(case, on_bone)
+        on_bone = 0.5 * (upper + notch)
+        return on_bone + 0.5 * GAUGE_OUTER_DIAMETER_MM[int(d["rfa_gauge"])] * exact_outward_normal(case, on_bone)
     if procedure == "si":
-        return targets.si_joint(marks["pelvis"][f"si_joint_posterior_line_{side}"], opts.si_above_lower_end_mm)
+        line = marks["pelvis"][f"si_joint_posterior_line_{side}"][::-1]  # stored superior to inferior
+        return _along_polyline(line, d["si_above_lower_end_mm"])
     raise ValueError(f"unknown procedure {procedure!r}")
