@@ -566,14 +566,35 @@ def test_real_ct_targets_lie_on_the_right_vertebra(real_ct):
             assert _reference_level(reference, plan.target_mm) == below, plan.name
 
 
+#: Published C-arm angles (CLINICAL.md; degrees): ipsilateral oblique (negative: contralateral) and tilt relative to
+#: the squared endplate (caudal positive) or to the table ("table"), per procedure.
+PUBLISHED_ANGLES = {
+    # TFESI L1-L5: typical oblique 20-35 [Pain Pract 2015]
+    "tfesi": {"oblique": (20.0, 35.0)},
+    # RFA: about 20 oblique and 40-45 caudal of the squared endplate [Furman]; 29-47 lateral, 33-49 caudal [Tran]
+    "rfa": {"oblique": (15.0, 47.0), "caudal_from_endplate": (33.0, 49.0)},
+    # SI: contralateral oblique 15-33 and cephalad 10-25 (table)
+    "si": {"oblique": (-33.0, -15.0), "table_tilt": (-25.0, -10.0)},
+    # L5 dorsal ramus: AP, no oblique (within 20 degrees, issue 16)
+    "dorsal ramus": {"oblique": (-20.0, 20.0)},
+}
+
+
+def _outside_published(plan) -> list[str]:
+    ranges = PUBLISHED_ANGLES.get("dorsal ramus" if plan.approach == "dorsal ramus" else plan.procedure)
+    if ranges is None or (plan.procedure == "tfesi" and plan.level == "S1"):
+        return []
+    values = {"oblique": plan.oblique_deg if plan.side == "left" else -plan.oblique_deg,
+              "caudal_from_endplate": plan.tilt_from_endplate_deg, "table_tilt": plan.tilt_deg}
+    return [f"{plan.name} {key} {values[key]:.0f} (published {low:g} to {high:g})"
+            for key, (low, high) in ranges.items() if not low - 0.5 <= values[key] <= high + 0.5]
+
+
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-05 on the shared CT: tfesi-L2-right oblique 42, "
+                                       "tfesi-L3-right 36; rfa L2-left/L3/L4-left caudal 25-37 of the endplate and "
+                                       "L3 obliques 10; si obliques -13/-11 and tilt -5; mbb-L5-right (dorsal "
+                                       "ramus) oblique 38")
 def test_real_ct_angles_fall_in_the_published_ranges(real_ct):
     _, _, plans = real_ct
-    for plan in plans.feasible:
-        ipsilateral = plan.oblique_deg if plan.side == "left" else -plan.oblique_deg
-        if plan.procedure == "rfa":
-            assert 25.0 - 1e-6 <= plan.tilt_from_endplate_deg <= 50.0 + 1e-6, plan.name
-            assert 10.0 <= ipsilateral <= 50.0, plan.name
-        elif plan.procedure == "tfesi":
-            assert 10.0 <= ipsilateral <= 45.0, plan.name
-        elif plan.procedure == "si":
-            assert 10.0 <= -ipsilateral <= 35.0 and -30.0 <= plan.tilt_deg <= -5.0, plan.name
+    outside = [problem for plan in plans.feasible for problem in _outside_published(plan)]
+    assert not outside, outside
