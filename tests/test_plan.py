@@ -519,8 +519,8 @@ def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
     _, _, plans = real_ct
     by_name = {p.name: p for p in plans.plans}
     wanted = [f"{proc}-{lv}-{s}" for proc in ("tfesi", "mbb") for lv in ("L1", "L2", "L3", "L4")
-              for s in SIDES] + [f"tfesi-L5-{s}" for s in SIDES] + [f"si-S1-{s}" for s in SIDES]
-    wanted += ["mbb-L5-right"]  # the L5 dorsal ramus: see below for the left side
+              for s in SIDES] + [f"tfesi-L5-{s}" for s in SIDES]
+    wanted += ["mbb-L5-right"]  # the L5 dorsal ramus: see below for the left side; SI: see the SI tests
     problems = {name: by_name[name].reason if name in by_name else plans.skipped.get(name, "missing")
                 for name in wanted if name not in by_name or not by_name[name].feasible}
     assert not problems, problems
@@ -529,6 +529,44 @@ def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
     # at 3 mm the left S1 SAP is not found today, so the left L5 dorsal ramus is not placed: said, not guessed
     for name in ("mbb-L5-left", "rfa-L5-left"):
         assert (name in by_name and by_name[name].safety.safe) or "medial branch" in plans.skipped.get(name, "")
+
+
+def test_real_ct_si_joint_is_refused_where_the_scan_does_not_show_it(real_ct):
+    """At 3 mm the SI joint space is not resolved (TotalSegmentator's own sacrum and ilium labels touch along it):
+    where our watershed puts the sacrum-ilium boundary is a guess (it lay 10-14 mm medial of the reference's), so
+    no SI plan is offered on our own labels, and the reason says what would help."""
+    spine, _, plans = real_ct
+    for side in SIDES:
+        assert f"si-S1-{side}" not in {p.name for p in plans.plans}
+        reason = plans.skipped[f"si-S1-{side}"]
+        assert "joint space is not visible" in reason and "--labels" in reason, reason
+        assert f"si_joint_{side}" in spine.unavailable
+
+
+def _distance_to_label_mm(volume, ids, point) -> float:
+    """Distance (mm) from a world point to the nearest voxel centre of the given ids in a label volume."""
+    kji = np.argwhere(np.isin(volume.voxels, ids))
+    world = volume.index_to_world_points(kji[:, ::-1].astype(float))
+    return float(np.min(np.linalg.norm(world - point, axis=1)))
+
+
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-05 with the shared CT's TotalSegmentator labels: si-S1-left "
+                                       "target 1.9 mm from the sacrum and 4.8 mm from the ilium (nearest voxel "
+                                       "centres); si-S1-right 2.0 and 2.4 mm but no straight path clears the "
+                                       "sacrum")
+def test_real_ct_si_plans_from_reference_labels_lie_in_the_joint():
+    if not ABDOMEN.is_dir():
+        pytest.skip(f"shared real data not found at {ABDOMEN}")
+    labels = npl.load(ABDOMEN / "example_seg_fast_force_split.nii.gz", modality="LABEL")
+    spine = npl.segment(npl.load(ABDOMEN / "example_ct.nii.gz"), labels=labels)
+    found = {}
+    for side in SIDES:
+        plan = npl.plan(spine, "si", "S1", side)
+        # TotalSegmentator ids: 25 sacrum, 26 S1; 77 hip_left, 78 hip_right
+        sacrum = _distance_to_label_mm(labels, [25, 26], plan.target_mm)
+        ilium = _distance_to_label_mm(labels, [77 if side == "left" else 78], plan.target_mm)
+        found[plan.name] = (plan.feasible, round(sacrum, 1), round(ilium, 1), plan.reason[:60])
+    assert all(feasible and sacrum <= 3.0 and ilium <= 3.0 for feasible, sacrum, ilium, _ in found.values()), found
 
 
 def test_real_ct_rfa_electrodes_lie_along_the_nerve(real_ct):
@@ -592,8 +630,8 @@ def _outside_published(plan) -> list[str]:
 
 @pytest.mark.xfail(strict=True, reason="measured 2026-12-05 on the shared CT: tfesi-L2-right oblique 42, "
                                        "tfesi-L3-right 36; rfa L2-left/L3/L4-left caudal 25-37 of the endplate and "
-                                       "L3 obliques 10; si obliques -13/-11 and tilt -5; mbb-L5-right (dorsal "
-                                       "ramus) oblique 38")
+                                       "L3 obliques 10; mbb-L5-right (dorsal ramus) oblique 38 (SI is refused "
+                                       "on this scan)")
 def test_real_ct_angles_fall_in_the_published_ranges(real_ct):
     _, _, plans = real_ct
     outside = [problem for plan in plans.feasible for problem in _outside_published(plan)]

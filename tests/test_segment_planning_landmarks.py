@@ -87,11 +87,13 @@ def test_real_ct_splits_the_ilia_and_has_both_sides_pelvis(real_ct):
     dice = dice_per_label(spine.labels.voxels, from_totalseg(reference.voxels), ILIUM_IDS.values())
     assert min(dice.values()) >= 0.7, dice
     for side in SIDES:
-        for key in PELVIS_KEYS:
+        for key in PELVIS_KEYS[:3]:
             assert f"{key}_{side}" in spine.pelvis, (key, side)
+        # at 3 mm the joint space is not resolved: no joint lines from a boundary the scan does not show
+        assert f"si_joint_posterior_line_{side}" not in spine.pelvis
+        assert "not visible" in spine.unavailable[f"si_joint_{side}"]
     left, right = spine.pelvis["psis_left"], spine.pelvis["psis_right"]
     assert left[0] - right[0] > 40.0  # LPS x: the left PSIS is on the patient's left
-    _check_joint_lines(spine.pelvis, 8.0)
 
 
 # --- medial branch turn and S1 body width: the landmarks the MBB and RFA targets are built from -----------------

@@ -250,7 +250,9 @@ def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:
     posterior = pelvis.get(f"si_joint_posterior_line_{side}")
     anterior = pelvis.get(f"si_joint_anterior_line_{side}")
     if posterior is None or anterior is None:
-        raise NeedleplanError(f"the {side} sacroiliac joint lines were not found in this scan; an SI plan needs them")
+        why = scene.spine.unavailable.get(f"si_joint_{side}")
+        raise NeedleplanError(f"no SI plan: {why}" if why else
+                              f"the {side} sacroiliac joint lines were not found in this scan; an SI plan needs them")
     if "S1" not in scene.spine:
         raise NeedleplanError("an SI plan needs the sacrum (S1) in the scan")
     marks = scene.spine["S1"].landmarks

@@ -138,13 +138,14 @@ def segment_ct(volume: Volume) -> Spine:
                     {"source": "needleplan.segment", "convention": "verse"})
 
     vertebrae, sacral = _vertebrae(slabs, present, present, names, ribs, numbering.confidence, column)
-    pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1")), **sacral} if sacrum_slab else {}
+    unresolved: dict[str, str] = {}
+    pelvis = {**pelvis_landmarks(verse, affine, vertebrae.get("S1"), unresolved), **sacral} if sacrum_slab else {}
     structures = _structures(column, verse, np.isin(slabs, [p for pieces in rib_pieces.values() for p in pieces]))
     return Spine(
         labels=labels, vertebrae=vertebrae, pelvis=pelvis,
         structures=Volume(to_scan_grid(structures, work, volume), volume.index_to_world, "LABEL"),
         curve_mm=curve.points_mm, numbering=numbering, modality="CT", engine="classical",
-        unavailable=_unavailable(vertebrae, pelvis),
+        unavailable={**_unavailable(vertebrae, pelvis), **unresolved},
     )
 
 
