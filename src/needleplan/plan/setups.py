@@ -207,6 +207,7 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
     notes: list[str] = []
     normal = _endplate_normal(marks, below, opts, notes)
     branch = np.asarray(marks[f"medial_branch_{side}"], dtype=np.float64)
+    _require_lateral_of_pedicle(marks, side, branch, where, level)
     if procedure == "mbb":
         target = _off_bone(scene, targets.mbb(branch, marks["axes"]["superior"],
                                               targets.mbb_drop_mm(level, opts.mbb_below_tp_margin_mm)),
@@ -241,6 +242,24 @@ def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: Pla
     rules = PathRules(max(opts.rfa_active_tip_mm + 2.0 - beyond, 0.0), False, opts.anterior_margin_mm)
     return Setup(approach, target, region, below, normal, preferred, window, tilt_range, parallel, rules, below,
                  nerve=branch, notes=notes, tip_beyond_mm=beyond, relaxed_cost=relaxed)
+
+
+def _require_lateral_of_pedicle(marks: dict[str, Any], side: str, branch: np.ndarray, where: str, nerve: str) -> None:
+    """Refuse a medial branch whose course lies medial to the pedicle's centre: the nerve crosses the TP root on the
+    SAP's lateral face, lateral to the pedicle (the phantom: 6-8 mm lateral of its centre), so a landmark found
+    there is a segmentation error next to the canal, not a target."""
+    pedicle = marks.get(f"pedicle_{side}")
+    if nerve == "L5" or pedicle is None or "body_centroid" not in marks:
+        return
+    outward = SIDE_SIGN[side] * np.asarray(marks["axes"]["left"], dtype=np.float64)
+    origin = np.asarray(marks["body_centroid"], dtype=np.float64)
+    nerve_mm = float((branch[min(1, len(branch) - 1)] - origin) @ outward)
+    pedicle_mm = float((np.asarray(pedicle["center"], dtype=np.float64) - origin) @ outward)
+    if nerve_mm < pedicle_mm:
+        raise NeedleplanError(
+            f"the {nerve} medial branch found on {where} lies {nerve_mm:.0f} mm from the vertebra's midline, medial "
+            f"to the centre of its pedicle ({pedicle_mm:.0f} mm): the SAP-TP junction there is a segmentation error "
+            "near the canal, so no target is offered")
 
 
 def si(scene: Scene, side: str, opts: PlanOptions) -> Setup:
