@@ -168,8 +168,10 @@ PLANS = [
     ("rfa", "L3", "left", None), ("rfa", "L3", "right", _far("RFA L3 right", 3.7)),
     ("rfa", "L4", "left", _far("RFA L4 left", 8.2)),
     ("rfa", "L4", "right", _far("RFA L4 right", 7.7, "; infeasible on TS's masks")),
-    ("si", "S1", "left", _far("SI left", 19.0, "; infeasible on TS's masks (the SI joint lines differ)")),
-    ("si", "S1", "right", _far("SI right", 20.1, " (the SI joint lines differ)")),
+    ("si", "S1", "left", pytest.mark.xfail(raises=NeedleplanError, strict=True, reason=(
+        "no SI plan on our masks: the joint space is not visible at 3 mm (it was 19 mm from TS's before)"))),
+    ("si", "S1", "right", pytest.mark.xfail(raises=NeedleplanError, strict=True, reason=(
+        "no SI plan on our masks: the joint space is not visible at 3 mm (it was 20 mm from TS's before)"))),
 ]
 
 
