@@ -90,6 +90,31 @@ def si_reference_distances(plans) -> list[str]:
     return lines
 
 
+def procedure_table(plans) -> list[str]:
+    """Per procedure: plans made, feasible (every rule passed), not planned; depth, oblique and tilt from the squared
+    endplate (ranges over the feasible plans); for RFA the electrode-to-nerve angle and nerve captured."""
+    rows = ["| procedure | made | feasible | not planned | depth mm | ipsilateral oblique deg (SI: negative, "
+            "contralateral) | tilt deg, caudal of the squared endplate (SI: of the table) | RFA angle deg (max) / "
+            "capture mm (min) |", "|---|---|---|---|---|---|---|---|"]
+    kinds = sorted({p.procedure for p in plans.plans} | {key.split("-")[0] for key in plans.skipped})
+    for kind in kinds:
+        made = [p for p in plans.plans if p.procedure == kind]
+        good = [p for p in made if p.feasible]
+        skipped = sum(key.startswith(kind + "-") for key in plans.skipped)
+
+        def span(values: list[float]) -> str:
+            return f"{min(values):.0f} to {max(values):.0f}" if values else "-"
+        oblique = [p.oblique_deg if p.side == "left" else -p.oblique_deg for p in good]
+        rfa = "-"
+        if kind == "rfa" and good:
+            rfa = (f"{max(p.lesion.electrode_to_nerve_deg for p in good):.0f} / "
+                   f"{min(p.lesion.nerve_captured_mm for p in good):.1f}")
+        rows.append(f"| {kind} | {len(made)} | {len(good)} | {skipped} | {span([p.depth_mm for p in good])} | "
+                    f"{span(oblique)} | {span([p.tilt_deg if kind == 'si' else p.tilt_from_endplate_deg for p in good])}"
+                    f" | {rfa} |")
+    return rows
+
+
 def _by_procedure(errors: dict[str, float]) -> dict[str, tuple[float, float]]:
     groups: dict[str, list[float]] = {}
     for name, error in errors.items():
@@ -147,11 +172,18 @@ def main() -> None:
         cells = [f"{grouped[n][procedure][0]:.2f} / {grouped[n][procedure][1]:.2f}" if procedure in grouped[n] else "-"
                  for n in accuracy]
         out.append(f"| {procedure} | " + " | ".join(cells) + " |")
+    for name, t in rows:
+        out += ["", f"### Verdicts and angles by procedure: {name}", "",
+                "Feasible means every rule of the procedure passed (CLINICAL.md section 6, the needle reaching, and "
+                "for RFA an electrode within 20 degrees of the nerve holding at least 5 mm of it).", "",
+                *procedure_table(t["result"])]
     shared = next((t["result"] for name, t in rows if name.startswith("shared")), None)
     if shared is not None and SHARED_REFERENCE.exists():
+        labelled = npl.plan_all(npl.segment(npl.load(SHARED_CT), labels=SHARED_REFERENCE), procedures=("si",))
         out += ["", "### SI targets on the shared CT against TotalSegmentator's sacrum and hips", "",
-                "The joint is where both are near; 3 mm voxels, and our ilium labels reach over the dorsal sacrum.",
-                "", *si_reference_distances(shared)]
+                "At 3 mm the joint space is not visible (sacrum and ilium touch on most of it), so no SI plan is made "
+                "on our own masks; planned on TotalSegmentator's labels (the joint where both are near):", "",
+                *(si_reference_distances(labelled) or ["- none"])]
     out += ["", "### Plans without a safe straight path, and plans not made", "", *(lines or ["- none"]), ""]
     text = "\n".join(out)
     print(text)
