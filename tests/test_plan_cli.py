@@ -140,3 +140,18 @@ def test_usage_errors_exit_2(capsys):
         main(["plan", "phantom", "-o", "x", "--level", "L4", "--all"])  # --level and --all exclude each other
     assert exit_info.value.code == 2
     capsys.readouterr()
+
+
+def test_written_outputs_do_not_name_the_input(small_phantom, tmp_path, capsys):
+    # a DICOM folder or file is often named after the patient: nothing written may carry that name
+    folder = tmp_path / "DOE_JANE_19700101"
+    folder.mkdir()
+    ct = npl.save_volume(small_phantom.ct, folder / "DOE_JANE_19700101.nii.gz")
+    out = tmp_path / "out"
+    code, _, stderr = run(["plan", ct, "--level", "L4", "--side", "left", "-o", out, "--size", 64], capsys)
+    assert code == 0, stderr
+    written = [path for path in out.rglob("*") if path.is_file()]
+    assert any(path.name == "report.html" for path in written)
+    for path in written:
+        assert b"DOE_JANE" not in path.read_bytes(), path
+    assert "content " in (out / "report.html").read_text(encoding="utf-8")

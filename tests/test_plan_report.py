@@ -160,6 +160,7 @@ def test_report_is_self_contained_and_holds_the_plan(tfesi, rfa, tfesi_views, tm
     sources = re.findall(r"""src\s*=\s*["']([^"']*)""", page)
     assert len(sources) == len(tfesi_views) and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "<link" not in page and "url(" not in page
+    assert "@media print" in page and "section{break-before:page}" in page  # one plan per printed page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; more" in page
     # the summary table links each plan and lists what was skipped
     assert 'href="#tfesi-L4-left"' in page and 'id="rfa-L4-left"' in page

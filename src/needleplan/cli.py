@@ -22,6 +22,7 @@ from .errors import NeedleplanError, describe_path
 
 if TYPE_CHECKING:
     from .anatomy import Spine
+    from .volume import Volume
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -237,6 +238,16 @@ def _add_labels_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels-convention", choices=CONVENTIONS, default="auto",
                         help="ids of a --labels file: totalseg (TotalSegmentator v2 total), verse, or auto "
                         "(default: decided from the ids present)")
+
+
+def _anonymous_source(volume: "Volume") -> str:
+    """How a written report names its input: the scan's grid and content digest, never its path (a DICOM folder is
+    often named after the patient)."""
+    from .dataset.cases import content_digest
+
+    size = "x".join(str(n) for n in volume.size_xyz)
+    spacing = "x".join(f"{s:g}" for s in volume.spacing_mm)
+    return f"{volume.modality} of {size} voxels at {spacing} mm, content {content_digest(volume)[:12]}"
 
 
 def _user_labels(args: argparse.Namespace) -> Path | dict[str, Path] | None:
@@ -477,7 +488,7 @@ def _plan(args: argparse.Namespace) -> int:
     print(f"{source}: {spine.numbering.describe()}")
     plans, skipped = request(spine)
     written = write_plan_outputs(volume, spine, plans, args.out, skipped=skipped, single=not (args.all or args.joint),
-                                 size=args.size, source=source)
+                                 size=args.size, source=_anonymous_source(volume))
     print(f"{source}: levels {', '.join(spine.levels)}")
     for plan in plans:
         print(f"  {plan.summary()}")

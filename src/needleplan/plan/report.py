@@ -46,6 +46,9 @@ figure{margin:0}.views{display:grid;grid-template-columns:repeat(auto-fill,minma
 figcaption{font-size:.92em}small{color:#4a5365}
 .levels{padding:.5em .9em;margin:.8em 0;border-left:6px solid}.levels.confirmed{background:#e8f4ec;border-color:#17663a}
 .levels.automatic{background:#fff4e0;border-color:#e0a030}.levels ul{margin:.3em 0 0}
+@media print{body{max-width:none;margin:0;font-size:10pt}section{break-before:page}h2{border-top:none;margin-top:0}
+.views{grid-template-columns:repeat(3,1fr)}figure,table,tr{break-inside:avoid}
+.badge,.levels,.caution{-webkit-print-color-adjust:exact;print-color-adjust:exact}a{color:inherit;text-decoration:none}}
 """
 
 
