@@ -266,8 +266,6 @@ def test_rfa_verdicts_follow_the_electrode_angle_and_capture(phantom_case, phant
             assert plan.safety.safe
             continue
         # the box phantom's nerve runs 13-22 degrees from the vertical: no clear electrode parallels it today
-        best = re.search(r"the most parallel one that does is (\d+) degrees", plan.reason)
-        assert best and int(best.group(1)) > 20, (plan.name, plan.reason)
         tangent = plan.nerve[1] - plan.nerve[-1]
         tangent /= np.linalg.norm(tangent)
         sign = 1.0 if plan.side == "left" else -1.0
@@ -277,7 +275,13 @@ def test_rfa_verdicts_follow_the_electrode_angle_and_capture(phantom_case, phant
                             ["superior_endplate"]["normal"])
         relative = b - np.array([squared_tilt_deg(normal, x) for x in a])
         u = direction_from_angles(a, b)
-        parallel = (np.degrees(np.arccos(np.abs(u @ tangent))) <= 19.0) & (relative >= 25.0) & (relative <= 50.0)
+        angle = np.degrees(np.arccos(np.abs(u @ tangent)))
+        window = (relative >= 25.0 - 1e-6) & (relative <= 50.0 + 1e-6)
+        parallel = window & (angle <= 20.0)
+        if not parallel.any():  # the reason must say so, with the closest angle of the window
+            closest = re.search(r"comes within 20 degrees of the nerve \(the closest is (\d+)\)", plan.reason)
+            assert closest and abs(int(closest.group(1)) - angle[window].min()) <= 1.0, (plan.name, plan.reason)
+            continue
         rules = PathRules(plan.options.rfa_active_tip_mm + 2.0 - 6.0, False, plan.options.anterior_margin_mm)
         assert not check_paths(scene, plan.target_mm, u[parallel], rules).feasible.any(), plan.name
 
@@ -528,7 +532,7 @@ def test_real_ct_lumbar_plans_are_feasible_and_safe(real_ct):
         assert by_name[name].safety.safe, name
     # at 3 mm the left S1 SAP is not found today, so the left L5 dorsal ramus is not placed: said, not guessed
     for name in ("mbb-L5-left", "rfa-L5-left"):
-        assert (name in by_name and by_name[name].safety.safe) or "medial branch" in plans.skipped.get(name, "")
+        assert (name in by_name and by_name[name].feasible) or "medial branch" in plans.skipped.get(name, "")
 
 
 def test_real_ct_si_joint_is_refused_where_the_scan_does_not_show_it(real_ct):
@@ -579,9 +583,8 @@ def test_real_ct_rfa_electrodes_lie_along_the_nerve(real_ct):
     assert len(rfa) >= 9
 
 
-@pytest.mark.xfail(strict=True, reason="measured 2026-12-05: rfa-L1-left (best clear path 43 degrees from the nerve), "
-                                       "rfa-L4-right (38 degrees) and rfa-T12-left (no lesion holds 5 mm of the nerve) "
-                                       "have no parallel clear path")
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-05: no direction of rfa-L1-left's window comes within 20 "
+                                       "degrees of the nerve (closest 36), nor of rfa-L4-right's (closest 34)")
 def test_real_ct_rfa_plans_are_all_feasible(real_ct):
     _, _, plans = real_ct
     by_name = {p.name: p for p in plans.plans}

@@ -87,7 +87,8 @@ def test_rfa_without_a_parallel_path_is_not_feasible_and_says_how_close_it_came(
     document = json.loads((tmp_path / "rfa" / "plan.json").read_text())
     for plan in document["plans"]:
         assert plan["procedure"] == "rfa" and not plan["feasible"]
-        best = re.search(r"the most parallel one that does is (\d+) degrees", plan["reason"])
+        best = re.search(r"the most parallel straight path that passes every other rule is (\d+) degrees",
+                         plan["reason"])
         assert best and int(best.group(1)) > 20, plan["reason"]
         assert f"{plan['procedure']}-{plan['level']}-left: not feasible: {plan['reason']}" in stdout
     assert "safe" not in stdout.replace("not feasible", "")

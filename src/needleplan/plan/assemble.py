@@ -62,7 +62,8 @@ def procedure_items(procedure: str, setup: Setup, tip: np.ndarray, direction: np
     out the electrode-to-nerve angle)."""
     choice = _needle_choice(procedure, depth_mm, opts)
     items = [SafetyItem("needle length", float("nan"), float("nan"),
-                        f"a {choice.kind} of at most {max(_lengths(procedure, opts)):.0f} mm reaches the tip with "
+                        f"{'an' if choice.kind[0] in 'AEIOUR' else 'a'} {choice.kind} of at most "
+                        f"{max(_lengths(procedure, opts)):.0f} mm reaches the tip with "
                         f"{opts.hub_margin_mm:g} mm outside the skin", "ok" if choice.reaches else "violation",
                         "" if choice.reaches else choice.note)]
     if procedure == "rfa" and setup.nerve is not None:
@@ -72,7 +73,7 @@ def procedure_items(procedure: str, setup: Setup, tip: np.ndarray, direction: np
         problems = ([] if along else [f"the electrode is {lesion.electrode_to_nerve_deg:.0f} degrees from the nerve"]) + (
             [] if captured else [f"the lesion holds {lesion.nerve_captured_mm:.1f} mm of the nerve"])
         items.append(SafetyItem(
-            "nerve in the RF lesion", lesion.nerve_captured_mm, lesion.nerve_captured_mm,
+            "nerve in the RF lesion", float("nan"), float("nan"),
             f"electrode within {opts.rfa_max_angle_deg:g} degrees of the nerve and at least "
             f"{opts.rfa_capture_min_mm:g} mm of nerve inside the lesion", "ok" if along and captured else "violation",
             " and ".join(problems) + (f" (needs at most {opts.rfa_max_angle_deg:g} degrees and "
@@ -118,15 +119,17 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
                                                f"{opts.target_shift_max_mm:g} mm does better)")
     if setup.relaxed_cost is not None and last is not None and last.window:
         best = _best_clear_path(scene, procedure, level, side, setup, opts)
-        if last.checked <= 1:  # only the first-choice pose: the window holds no other within the angle limit
+        closest = _closest_in_window(setup, opts.grid_step_deg)
+        if closest > opts.rfa_max_angle_deg:
             oblique, tilt = last.window["oblique_deg"], last.window["tilt_deg"]
-            reason = (f"{best}; no other direction of the window (oblique {oblique[0]:.0f} to {oblique[1]:.0f}, tilt "
-                      f"{tilt[0]:.0f} to {tilt[1]:.0f} degrees) lies within {opts.rfa_max_angle_deg:g} degrees of "
-                      "the nerve")
+            reason = (f"no direction of the window (oblique {oblique[0]:.0f} to {oblique[1]:.0f}, tilt {tilt[0]:.0f} "
+                      f"to {tilt[1]:.0f} degrees) comes within {opts.rfa_max_angle_deg:g} degrees of the nerve (the "
+                      f"closest is {closest:.0f}); {best}")
         else:
-            reason = f"{best}: {reason}"
-    failed = SearchResult(None, None, None, 0 if last is None else last.checked, setup.preferred, tried[0],
-                          {} if last is None else last.window, reason)
+            reason = f"within {opts.rfa_max_angle_deg:g} degrees of the nerve, {reason}; {best}"
+    failed = SearchResult(None, None, None, 0 if last is None else last.checked, setup.preferred,
+                          tried[0] if last is None else last.preferred_reason, {} if last is None else last.window,
+                          reason)
     return setup.target, failed, None, []
 
 
@@ -148,9 +151,16 @@ def _best_clear_path(scene: Scene, procedure: str, level: str, side: str, setup:
     if best.oblique_deg is None or best.tilt_deg is None:
         return "no straight path of the window passes every rule, however parallel to the nerve"
     angle = float(setup.relaxed_cost(np.array([best.oblique_deg]), np.array([best.tilt_deg]))[0])
-    return (f"no straight path within {opts.rfa_max_angle_deg:g} degrees of the nerve passes every rule; the most "
-            f"parallel one that does is {angle:.0f} degrees from it "
+    return (f"the most parallel straight path that passes every other rule is {angle:.0f} degrees from the nerve "
             f"({describe_angles(best.oblique_deg, best.tilt_deg, side)})")
+
+
+def _closest_in_window(setup: Setup, step_deg: float) -> float:
+    """The smallest electrode-to-nerve angle (degrees) of any direction of the RFA window's grid."""
+    obliques = np.arange(setup.oblique_range[0], setup.oblique_range[1] + 0.5 * step_deg, step_deg)
+    tilts = np.arange(setup.tilt_range[0], setup.tilt_range[1] + 0.5 * step_deg, step_deg)
+    grid_a, grid_b = (g.ravel() for g in np.meshgrid(obliques, tilts, indexing="ij"))
+    return float(np.min(setup.relaxed_cost(grid_a, grid_b)))
 
 
 def _target_candidates(scene: Scene, setup: Setup, opts: PlanOptions) -> list[np.ndarray]:

@@ -107,8 +107,8 @@ class Safety:
 
     @property
     def safe(self) -> bool:
-        """True when no rule is broken."""
-        return not self.violations
+        """True when the path was checked and no rule is broken (an infeasible plan has no path, so no report)."""
+        return bool(self.items) and not self.violations
 
     def to_dict(self) -> dict[str, Any]:
         return {"safe": self.safe, "violations": self.violations,
@@ -201,8 +201,10 @@ class Plan:
 
     @property
     def tilt_from_endplate_deg(self) -> float | None:
-        """Trajectory tilt relative to the squared endplate (caudal positive)."""
-        return None if self.tilt_deg is None else self.tilt_deg - self.squared_tilt_deg
+        """Trajectory tilt relative to the squared endplate (caudal positive); None for the SI joint."""
+        if self.tilt_deg is None or self.procedure == "si":  # the SI joint, not an endplate, sets its views
+            return None
+        return self.tilt_deg - self.squared_tilt_deg
 
     def summary(self) -> str:
         """One line for a terminal."""

@@ -100,11 +100,11 @@ class PlanOptions:
     rfa_lesion_extra_length_mm: float = 2.0
     """Lesion length = active tip + this (1-5 mm), all of it behind the tip."""
 
-    # scoring thresholds quoted by the plan
+    # RFA rules (a plan that breaks one is not feasible; the practice score uses the same figures)
     rfa_capture_min_mm: float = 5.0
     """RFA: nerve length inside the lesion that counts as captured."""
     rfa_max_angle_deg: float = 20.0
-    """RFA: largest acceptable electrode-to-nerve angle."""
+    """RFA: largest acceptable electrode-to-nerve angle; only electrodes within it are searched."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready copy (tuples as lists)."""

@@ -245,11 +245,12 @@ def _facts_table(plan: Plan) -> str:
             ("skin entry", plan.entry_in_words or "-")]
     rows += [(f"entry from the {where}", words) for where, words in
              (offset_words(key, value) for key, value in plan.entry_offsets.items())]
-    rows += [("trajectory, relative to the table", table_angle_words(plan.oblique_deg, plan.tilt_deg, plan.side)),
-             ("trajectory, relative to the squared endplate", endplate_tilt_words(plan.tilt_from_endplate_deg)),
-             ("squared endplate", f"{plan.reference_endplate} squares at "
-                                  f"{table_angle_words(plan.oblique_deg, plan.squared_tilt_deg, plan.side)}"),
-             ("depth (skin to target)", _mm(plan.depth_mm))]
+    rows += [("trajectory, relative to the table", table_angle_words(plan.oblique_deg, plan.tilt_deg, plan.side))]
+    if plan.tilt_from_endplate_deg is not None:
+        rows += [("trajectory, relative to the squared endplate", endplate_tilt_words(plan.tilt_from_endplate_deg)),
+                 ("squared endplate", f"{plan.reference_endplate} squares at "
+                                      f"{table_angle_words(plan.oblique_deg, plan.squared_tilt_deg, plan.side)}")]
+    rows += [("depth (skin to target)", _mm(plan.depth_mm))]
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     if choice is not None:
         css = "" if choice.standard else " class=\"caution\""

@@ -7,6 +7,7 @@ anterior margin from the vertebral bodies' front and from bowel gas, and reaches
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -142,7 +143,8 @@ def search_direction(scene: Scene, target_mm: np.ndarray, preferred: tuple[float
             if not result.reasons[k]:
                 return SearchResult(oblique, tilt, depth, checked, preferred, first_reason, window, "")
         for reason in result.reasons:
-            key = reason.split(",")[0]
+            # one count per kind of blocker: "bone in the way: L5" keeps its bone, measured numbers are dropped
+            key = re.sub(r"\d+(\.\d+)? (mm|degrees)", "N \\2", reason.split(",")[0])
             reasons[key] = reasons.get(key, 0) + 1
     blockers = sorted(reasons.items(), key=lambda item: -item[1])[:3]
     listed = "; ".join(f"{why} ({count})" for why, count in blockers) or first_reason

@@ -195,7 +195,8 @@ def tfesi_s1(scene: Scene, side: str, approach: str | None, opts: PlanOptions) -
 
 def medial_branch(scene: Scene, procedure: str, level: str, side: str, opts: PlanOptions) -> Setup:
     """MBB or RFA of the ``level`` medial branch (the L5 dorsal ramus for "L5"), on the vertebra below it
-    (CLINICAL.md sections 3 and 5); RFA minimises the electrode-to-nerve angle within its window."""
+    (CLINICAL.md sections 3 and 5); RFA searches only electrodes within ``rfa_max_angle_deg`` of the nerve, the most
+    parallel first, inside its window."""
     below = vertebra_below(scene.spine, level)
     assert below is not None
     vertebra = scene.spine[below]
@@ -253,7 +254,7 @@ def _require_lateral_of_pedicle(marks: dict[str, Any], side: str, branch: np.nda
         return
     outward = SIDE_SIGN[side] * np.asarray(marks["axes"]["left"], dtype=np.float64)
     origin = np.asarray(marks["body_centroid"], dtype=np.float64)
-    nerve_mm = float((branch[min(1, len(branch) - 1)] - origin) @ outward)
+    nerve_mm = float((targets.nerve_neck_segment(branch)[0] - origin) @ outward)
     pedicle_mm = float((np.asarray(pedicle["center"], dtype=np.float64) - origin) @ outward)
     if nerve_mm < pedicle_mm:
         raise NeedleplanError(

@@ -64,7 +64,7 @@ def pelvis_landmarks(verse: np.ndarray, affine: np.ndarray, s1: Vertebra | None,
             unresolved[f"si_joint_{side}"] = (
                 f"the {side} sacroiliac joint space is not visible on this scan ({spacing_mm:.1f} mm voxels: sacrum "
                 f"and ilium touch on {100 * (1 - share):.0f}% of the joint), so where the joint runs is not known; "
-                "give your own labels (--labels) or a thinner-slice scan")
+                "give your own labels (segment(labels=...), --labels on the command line) or a thinner-slice scan")
             continue
         # the joint lies well lateral of the midline; contact near it is a labelling error (an ilium piece that
         # took some of the sacrum's dorsal bone), not the joint
