@@ -49,6 +49,7 @@ def test_written_files_carry_no_identity(tmp_path):
     files = write_ct_series(ct_volume(), tmp_path / "ct")
     ds = pydicom.dcmread(files[0])
     assert str(ds.PatientName) == "Anonymous"
+    assert ds.PatientIdentityRemoved == "YES" and ds.DeidentificationMethod  # PS3.15 says so explicitly
     for tag in ("PatientBirthDate", "AccessionNumber", "InstitutionName", "OtherPatientIDs"):
         assert str(ds.get(tag, "")) == ""
 

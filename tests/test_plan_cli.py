@@ -156,3 +156,25 @@ def test_written_outputs_do_not_name_the_input(small_phantom, tmp_path, capsys):
     for path in written:
         assert b"DOE_JANE" not in path.read_bytes(), path
     assert "content " in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, tmp_path, capsys):
+    import pydicom
+    from PIL import Image
+
+    out = tmp_path / "sc"
+    code, _, stderr = run(["plan", ct_file, "--level", "L4", "--side", "left", "-o", out, "--size", 64], capsys)
+    assert code == 0, stderr
+    pngs = sorted((out / "images").glob("tfesi-L4-left-*.png"))
+    pngs = [p for p in pngs if not p.name.endswith("-3d.png")]
+    files = sorted((out / "dicom").glob("*.dcm"))
+    assert len(pngs) == len(files) >= 4
+    series = set()
+    for png, dcm in zip(pngs, files):
+        assert png.stem == dcm.stem
+        ds = pydicom.dcmread(dcm)
+        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage
+        assert ds.PatientIdentityRemoved == "YES" and ds.PatientName == "Anonymous" and ds.BurnedInAnnotation == "YES"
+        np.testing.assert_array_equal(ds.pixel_array, np.asarray(Image.open(png).convert("RGB")))
+        series.add(ds.SeriesInstanceUID)
+    assert len(series) == 1

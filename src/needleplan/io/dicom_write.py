@@ -105,7 +105,8 @@ def new_dataset(sop_class_uid: str) -> Dataset:
     """A new explicit-VR little-endian dataset of the given SOP class.
 
     It has a fresh SOP instance UID with matching file meta, the anonymous patient identity
-    (:data:`ANONYMOUS_PATIENT`) and "needleplan" as the manufacturer: the part every file we write shares.
+    (:data:`ANONYMOUS_PATIENT`, PatientIdentityRemoved YES with the method) and "needleplan" as the manufacturer:
+    the part every file we write shares.
     """
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class_uid
@@ -117,6 +118,8 @@ def new_dataset(sop_class_uid: str) -> Dataset:
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     for tag, value in ANONYMOUS_PATIENT.items():
         setattr(ds, tag, value)
+    ds.PatientIdentityRemoved = "YES"  # PS3.15: nothing that identifies a person is written
+    ds.DeidentificationMethod = "needleplan: no patient identity is written"
     ds.Manufacturer = "needleplan"
     return ds
 

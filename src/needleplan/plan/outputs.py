@@ -13,6 +13,7 @@ from typing import Any
 
 from ..anatomy import Spine
 from ..io.atomic import atomic_file
+from ..io.dicom_capture import CaptureSeries
 from ..volume import Volume
 from .model import Plan
 from .overlay import render_plan_views, write_view_images
@@ -23,6 +24,8 @@ __all__ = ["plan_document", "write_plan_outputs"]
 
 #: Sub-folder of the output folder that holds the PNGs.
 IMAGES = "images"
+#: Sub-folder that holds the same views as DICOM Secondary Capture images (one series, no identity).
+DICOM = "dicom"
 
 
 def plan_document(plans: Sequence[Plan], skipped: Mapping[str, str] | None = None, single: bool = True
@@ -52,7 +55,8 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
     plans : sequence of Plan
     out_dir : path
         Created when missing. Gets ``plan.json``, ``report.html``, ``images/<plan>-NN-<view>.png`` (one per
-        view of each feasible plan) and ``images/<plan>-3d.png`` (every plan; an infeasible one shows its target).
+        view of each feasible plan), the same views as DICOM Secondary Capture images in ``dicom/`` (one series,
+        no patient identity) and ``images/<plan>-3d.png`` (every plan; an infeasible one shows its target).
     skipped : mapping, optional
         Plans that could not be made and why (``CasePlans.skipped``).
     single : bool
@@ -71,6 +75,7 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
     """
     out = Path(out_dir)
     images = out / IMAGES
+    captures = CaptureSeries("needleplan plan views")
     views: dict[str, list] = {}
     view_paths: dict[str, list[Path]] = {}
     pictures: dict[str, Path] = {}
@@ -84,6 +89,10 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
         paths = write_view_images(rendered, images, prefix=f"{plan.name}-")
         views[plan.name] = [(image.view, path) for image, path in zip(rendered, paths, strict=True)]
         view_paths[plan.name] = paths
+        for image, path in zip(rendered, paths, strict=True):
+            captures.write(image.rgb, out / DICOM / path.with_suffix(".dcm").name,
+                           f"{plan.name}: {image.view.name} ({image.view.words}); simulated fluoroscopy with the "
+                           "planned needle, a planning aid")
     plan_json = out / "plan.json"
     with atomic_file(plan_json) as tmp:
         tmp.write_text(json.dumps(plan_document(plans, skipped, single), indent=1) + "\n", encoding="utf-8")
