@@ -31,6 +31,8 @@ RAMUS_DROP_MM = 8.0
 #: S1 endplate, mm.
 CHANNEL_LATERAL_MM = (13.0, 45.0)
 CHANNEL_DEPTH_MM = 50.0
+#: The dorsal S1 foramen opens about 20-30 mm from the midline; a channel opening farther out is not it, mm.
+MAX_OPENING_LATERAL_MM = 35.0
 #: Closing radius that fills the S1 channels (radius ~4.5 mm) when tracing their openings, mm.
 CHANNEL_CLOSING_MM = 8.0
 #: Smallest channel, ml: fewer hole voxels are noise in the cancellous bone.
@@ -194,8 +196,10 @@ def _channels(mask: np.ndarray, affine: np.ndarray, origin: np.ndarray, axes: np
         centre = points.mean(axis=0)
         direction = np.linalg.svd(points - centre, full_matrices=False)[2][0]
         direction *= np.sign(direction[1]) or 1.0
-        out[side] = tuple(_last_bone(solid, (xs[0], ys[0], zs[0]), spacing_mm, centre, sign * direction)
-                          for sign in (-1.0, 1.0))
+        anterior, posterior = (_last_bone(solid, (xs[0], ys[0], zs[0]), spacing_mm, centre, sign * direction)
+                               for sign in (-1.0, 1.0))
+        if s * posterior[0] <= MAX_OPENING_LATERAL_MM:  # farther out is not the S1 foramen (a hole in the ala)
+            out[side] = (anterior, posterior)
     return out
 
 
