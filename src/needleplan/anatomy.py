@@ -287,9 +287,11 @@ class Spine:
 
 
 #: Ids of ``Spine.structures``. "rib" marks the ribs (beyond the vertebra they articulate with) among the bone;
-#: for a needle a rib is bone all the same.
-STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "rib": 9, "canal": 30,
-                                 "disc": 40}
+#: for a needle a rib is bone all the same. "bone_edge" is the partial-volume rim of bone: voxels that hold some
+#: bone but too little to be counted in the vertebra's mask (on a 3 mm scan, a thin crest or a transverse process's
+#: tip). Landmarks and targets ignore it; a needle's shaft must not cross it.
+STRUCTURE_IDS: dict[str, int] = {"background": 0, "body": 1, "bowel_gas": 7, "bone": 8, "rib": 9, "bone_edge": 10,
+                                 "canal": 30, "disc": 40}
 
 
 def jsonable(value: Any, finite: bool = False) -> Any:

@@ -32,10 +32,13 @@ def _in_front(x: float, y: float, z: float, points: np.ndarray, posterior: np.nd
 
 @njit(parallel=True, cache=True)
 def march(target: np.ndarray, directions: np.ndarray, max_mm: float, world_to_index: np.ndarray,
-          body: np.ndarray, bone: np.ndarray, canal: np.ndarray, disc: np.ndarray, disc_forbidden: bool,
-          contact_mm: float, plane_points: np.ndarray, plane_posterior: np.ndarray, plane_superior: np.ndarray,
+          body: np.ndarray, bone: np.ndarray, rim: np.ndarray, canal: np.ndarray, disc: np.ndarray,
+          disc_forbidden: bool, contact_mm: float, rim_extra_mm: float, plane_points: np.ndarray, plane_posterior: np.ndarray, plane_superior: np.ndarray,
           front_margin_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Walk every ray target - t * direction (t from 0 to ``max_mm``) and report its first event.
+
+    ``bone`` > 0 is bone, named by its value; where ``rim`` is set that bone is a partial-volume rim voxel, allowed
+    ``rim_extra_mm`` beyond the intended contact ``contact_mm`` (the target's own bone lies within a voxel of it).
 
     Returns
     -------
@@ -88,7 +91,7 @@ def march(target: np.ndarray, directions: np.ndarray, max_mm: float, world_to_in
             elif disc_forbidden and disc[k, j, i]:
                 event[r], at_mm[r] = DISC, t_in
                 break
-            elif t_out > contact_mm and bone[k, j, i] > 0:
+            elif bone[k, j, i] > 0 and t_out > contact_mm + (rim_extra_mm if rim[k, j, i] else 0.0):
                 event[r], at_mm[r], bone_label[r] = BONE, max(t_in, contact_mm), bone[k, j, i]
                 break
             else:

@@ -93,9 +93,8 @@ def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, e
                                 f"path within {options.anterior_margin_mm:g} mm: fail", "violation" if bad else "ok",
                                 f"the needle comes within {closest:.1f} mm of the {structure}" if bad else ""))
 
-    bone = scene.lookup(scene.bone, points)
-    crossing = (bone > 0) & (from_tip > bone_contact_mm)
-    hit = "" if not crossing.any() else scene.bone_name(int(bone[np.argmax(crossing)]))
+    crossing = scene.bone_on_shaft(points, from_tip, bone_contact_mm)
+    hit = "" if not crossing.any() else scene.bone_name(scene.bone_near(points[np.argmax(crossing)]))
     items.append(SafetyItem("bone on the way", float("nan"), float("nan"),
                             "the shaft crosses no bone before the intended tip contact",
                             "violation" if crossing.any() else "ok", f"the shaft crosses the {hit}" if hit else ""))

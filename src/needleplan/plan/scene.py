@@ -1,7 +1,10 @@
 """What a needle path can meet: the masks and distance look-ups the planner and its safety report share.
 
 A :class:`Scene` is built once per :class:`~needleplan.anatomy.Spine` (cached on its label map) from the label
-map and the structure map, both on the scan grid. Inside-tests are nearest-voxel look-ups; clearances are
+map and the structure map, both on the scan grid. Targets and contacts are judged on the bone masks; a needle's
+shaft also on the bone's partial-volume rim (:attr:`Scene.shaft_bone`, :attr:`Scene.bone_rim`), so that a thin
+crest or process that a coarse scan shows only as partly bony voxels still blocks a path. A rim voxel within one
+voxel beyond the intended contact is the target's own bone and allowed. Inside-tests are nearest-voxel look-ups; clearances are
 distances to the voxel centres of a structure's surface (k-d trees) minus half a voxel; the zone anterior to the
 vertebral bodies is a plane per vertebra through its most anterior bone, normal to its posterior axis.
 """
@@ -58,6 +61,12 @@ class Scene:
         bone = labels.voxels.astype(np.uint8, copy=True)
         bone[np.isin(ids, (STRUCTURE_IDS["bone"], STRUCTURE_IDS["rib"])) & (bone == 0)] = OTHER_BONE
         self.bone = bone
+        self.bone_rim = (ids == STRUCTURE_IDS["bone_edge"]) & (bone == 0)
+        self.shaft_bone = _with_bone_rim(bone, self.bone_rim)
+        #: a rim voxel within this distance beyond the intended contact belongs to the target's own bone
+        self.rim_extra_mm = 0.5 * float(labels.spacing_mm.max())
+        self._shaft_mask = (self.shaft_bone > 0).astype(np.uint8)
+        self._near_bone: np.ndarray | None = None
         self.body = (ids > 0) | (bone > 0)
         self.canal = ids == STRUCTURE_IDS["canal"]
         self.disc = ids == STRUCTURE_IDS["disc"]
@@ -87,6 +96,32 @@ class Scene:
         index, inside = self._index(np.asarray(points_mm, dtype=np.float64))
         values = mask[index[..., 0], index[..., 1], index[..., 2]]
         return np.where(inside, values, 0).astype(mask.dtype)
+
+    def bone_fraction(self, points_mm: np.ndarray) -> np.ndarray:
+        """Share of bone (its partial-volume rim included) at points (..., 3): the trilinear interpolation of the
+        shaft's bone mask, a continuous field whose half-way surface lies between voxel centres."""
+        kji = self._kji(np.asarray(points_mm, dtype=np.float64))
+        flat = kji.reshape(-1, 3).T
+        values = ndimage.map_coordinates(self._shaft_mask, flat, order=1, mode="constant", cval=0.0,
+                                         output=np.float32)
+        return values.reshape(kji.shape[:-1])
+
+    def bone_on_shaft(self, points_mm: np.ndarray, from_tip_mm: np.ndarray, contact_mm: float) -> np.ndarray:
+        """Boolean (...,): points of a needle's shaft that lie in bone beyond the intended contact.
+
+        Bone counts from ``contact_mm`` from the tip on; the partial-volume rim, and the half-way surface of the
+        continuous field (:meth:`bone_fraction`), from one voxel further (the target's own bone lies within it).
+        """
+        points = np.asarray(points_mm, dtype=np.float64)
+        beyond_rim = from_tip_mm > contact_mm + self.rim_extra_mm
+        solid = (self.lookup(self.bone, points) > 0) & (from_tip_mm > contact_mm)
+        return solid | (beyond_rim & ((self.lookup(self.bone_rim, points)) | (self.bone_fraction(points) >= 0.5)))
+
+    def bone_near(self, point_mm: np.ndarray) -> int:
+        """The value of :attr:`shaft_bone` at or beside a point (0 if none is adjacent), to name what was met."""
+        if self._near_bone is None:
+            self._near_bone = ndimage.maximum_filter(self.shaft_bone, size=3)
+        return int(self.lookup(self._near_bone, np.asarray(point_mm, dtype=np.float64)[None])[0])
 
     def clearance_mm(self, structure: str, points_mm: np.ndarray) -> np.ndarray:
         """Distance (mm) from points (..., 3) to the surface of ``canal``, ``disc`` or ``bowel_gas``; inf if absent."""
@@ -176,6 +211,17 @@ def scene_for(spine: Spine) -> Scene:
     if entry is None or entry[0]() is not spine:
         entry = cache[key] = (weakref.ref(spine), Scene(spine))
     return entry[1]
+
+
+def _with_bone_rim(bone: np.ndarray, rim: np.ndarray) -> np.ndarray:
+    """The bone map with its partial-volume rim (voxels where ``bone`` is 0) added: each rim voxel takes the largest
+    bone value among its 26 neighbours (the bone it belongs to), or :data:`OTHER_BONE` when none is adjacent."""
+    if not rim.any():
+        return bone
+    shaft = bone.copy()
+    near = ndimage.maximum_filter(bone, size=3)
+    shaft[rim] = np.where(near[rim] > 0, near[rim], OTHER_BONE)
+    return shaft
 
 
 def _surface_tree(mask: np.ndarray, grid: Volume) -> cKDTree | None:

@@ -18,6 +18,8 @@ from .angles import direction_from_angles
 from .scene import Scene
 
 _BATCH = 128
+#: Step (mm) of the samples along a path that survived the voxel walk (continuous bone field, bowel gas).
+_SHAFT_STEP_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -63,23 +65,34 @@ class SearchResult:
 def check_paths(scene: Scene, target_mm: np.ndarray, directions: np.ndarray, rules: PathRules) -> PathCheck:
     """Check the straight paths that reach ``target_mm`` advancing along each of ``directions`` (B, 3).
 
-    The walk visits every voxel on the way (:func:`march.march`); bowel gas is checked afterwards on the paths
-    that pass everything else.
+    The walk visits every voxel on the way (:func:`march.march`); the continuous bone field
+    (:meth:`Scene.bone_on_shaft`) and bowel gas are checked afterwards, every 0.5 mm, on the paths that pass it.
     """
     u = np.ascontiguousarray(np.atleast_2d(np.asarray(directions, dtype=np.float64)))
     target = np.asarray(target_mm, dtype=np.float64)
     planes = scene.anterior_planes
     event, at_mm, label = march.march(
-        target, u, rules.max_depth_mm, np.ascontiguousarray(scene.world_to_index[:3]), scene.body, scene.bone,
-        scene.canal, scene.disc, rules.disc_forbidden, rules.bone_contact_mm,
+        target, u, rules.max_depth_mm, np.ascontiguousarray(scene.world_to_index[:3]), scene.body, scene.shaft_bone,
+        scene.bone_rim, scene.canal, scene.disc, rules.disc_forbidden, rules.bone_contact_mm, scene.rim_extra_mm,
         np.array([p.point for p in planes]).reshape(-1, 3), np.array([p.posterior for p in planes]).reshape(-1, 3),
         np.array([p.superior for p in planes]).reshape(-1, 3), rules.anterior_margin_mm)
     feasible = event == march.SKIN
     depth = np.where(feasible, at_mm, np.nan)
+    survivors = np.nonzero(feasible)[0]
+    if len(survivors):  # the continuous bone field, all surviving paths at once
+        ts = np.arange(0.0, float(np.max(depth[survivors])), _SHAFT_STEP_MM)
+        points = target - ts[None, :, None] * u[survivors, None, :]
+        crossing = scene.bone_on_shaft(points, np.broadcast_to(ts, points.shape[:2]), rules.bone_contact_mm)
+        crossing &= ts[None, :] < depth[survivors, None]
+        for row in np.nonzero(crossing.any(axis=1))[0]:
+            b, first = survivors[row], int(np.argmax(crossing[row]))
+            event[b], at_mm[b], label[b] = march.BONE, ts[first], scene.bone_near(points[row, first])
+            feasible[b] = False
     for b in np.nonzero(feasible)[0]:
-        ts = np.arange(0.0, depth[b], 0.5 * scene.spacing_mm)
+        ts = np.arange(0.0, depth[b], 2.0 * _SHAFT_STEP_MM)
         if scene.near_mm("bowel_gas", target - ts[:, None] * u[b], rules.anterior_margin_mm).any():
             feasible[b] = False
+    depth = np.where(feasible, depth, np.nan)
     reasons = [_reason(int(e), ok, float(t), int(v), scene, rules)
                for e, ok, t, v in zip(event, feasible, at_mm, label, strict=True)]
     return PathCheck(feasible, depth, reasons)

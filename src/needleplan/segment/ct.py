@@ -299,12 +299,13 @@ def _adjacent(upper: str, lower: str) -> bool:
 
 
 def _structures(column: Column, verse: np.ndarray, ribs: np.ndarray | None = None) -> np.ndarray:
-    """Soft-tissue map on the working grid: body, gas, bone, ribs (when given), canal, discs
-    (:data:`STRUCTURE_IDS`)."""
+    """Soft-tissue map on the working grid: body, gas, bone, its partial-volume rim, ribs (when given), canal,
+    discs (:data:`STRUCTURE_IDS`)."""
     tissue, discs, affine = column.tissue, column.discs, column.work.index_to_world
     out = np.zeros(verse.shape, dtype=np.uint8)
     out[tissue.body] = STRUCTURE_IDS["body"]
     out[tissue.gas] = STRUCTURE_IDS["bowel_gas"]
+    out[tissue.bone_wide] = STRUCTURE_IDS["bone_edge"]
     out[tissue.bone] = STRUCTURE_IDS["bone"]
     if ribs is not None:
         out[ribs] = STRUCTURE_IDS["rib"]
