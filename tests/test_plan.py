@@ -25,7 +25,7 @@ from needleplan.needle import read_needles
 from needleplan.phantoms.ids import DISC_NAMES, MATERIALS, STRUCTURE_IDS
 from needleplan.phantoms.targets import analytic_target
 from needleplan.plan.angles import angles_from_direction, direction_from_angles, squared_tilt_deg
-from needleplan.plan.procedures import vertebra_below
+from needleplan.plan.setups import vertebra_below
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
@@ -287,7 +287,7 @@ def test_rfa_verdicts_follow_the_electrode_angle_and_capture(phantom_case, phant
 
 
 def test_si_plan_maximises_the_projected_joint_gap_in_its_window(phantom_case):
-    from needleplan.plan.setups import projected_gap_mm
+    from needleplan.plan.procedures.si import projected_gap_mm
     from needleplan.plan.targets import inferior_third
     _, spine = phantom_case
     plan = npl.plan(spine, "si", side="left")

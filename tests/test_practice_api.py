@@ -336,7 +336,7 @@ def test_rfa_along_the_plan_stops_on_bone_and_scores_the_lesion_there(tmp_path):
         sid = start(client)
         score = follow_plan(client, sid, case.plan)["score"]
         needle = session_of(client, sid).needle
-    from needleplan.plan.assemble import lesion_at
+    from needleplan.plan.procedures.medial_branch import lesion_at
 
     plan, rfa = case.plan, score["rfa"]
     assert score["tip"]["bone_contact"] and score["angle"]["error_deg"] < 0.5

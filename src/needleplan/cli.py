@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import NeedleplanError, describe_path
+from .plan.procedures import FACET_JOINT_PROCEDURES, PROCEDURES, get_procedure
 
 if TYPE_CHECKING:
     from .anatomy import Spine
@@ -208,7 +209,7 @@ def _parser() -> argparse.ArgumentParser:
         "it. Every session is logged in --log-dir and can be gone through again with --review.")
     practice.add_argument("case", type=Path, nargs="?", default=None,
                           help="CT: DICOM folder or file, NIfTI, MHA or NRRD (default: the built-in phantom)")
-    practice.add_argument("--procedure", choices=("tfesi", "mbb", "rfa", "si"), default="tfesi",
+    practice.add_argument("--procedure", choices=PROCEDURES, default="tfesi",
                           help="default tfesi")
     practice.add_argument("--level", default=None, help="vertebra level (default L4; S1 for si)")
     practice.add_argument("--side", choices=("left", "right"), default="left", help="default left")
@@ -523,13 +524,12 @@ def _dataset(args: argparse.Namespace) -> int:
 def _plan_request(args: argparse.Namespace):  # noqa: ANN202
     """Check the plan arguments before any work; returns spine -> (plans, skipped)."""
     from .anatomy import LEVEL_ORDER, SIDES
-    from .plan import PROCEDURES, plan, plan_all, plan_joint
+    from .plan import plan, plan_all, plan_joint
 
     if not 64 <= args.size <= 4096:
         raise NeedleplanError(f"--size must be within 64-4096 pixels, got {args.size}")
     procedure = args.procedure.lower() if args.procedure else None
-    if procedure is not None and procedure not in PROCEDURES:
-        raise NeedleplanError(f"unknown procedure {args.procedure!r}; choose one of {', '.join(PROCEDURES)}")
+    kind = get_procedure(procedure) if procedure is not None else None
     side = args.side.lower() if args.side else None
     if args.all:
         if side is not None or args.approach is not None:
@@ -541,15 +541,15 @@ def _plan_request(args: argparse.Namespace):  # noqa: ANN202
             case = plan_all(spine, chosen)
             return case.plans, case.skipped
         return every
-    if args.joint is None and args.level is None and procedure != "si":
+    if args.joint is None and args.level is None and (kind is None or kind.needs_level):
         raise NeedleplanError("say what to plan: --level (with --procedure tfesi, mbb or rfa), --joint or --all")
     if side not in SIDES:
         raise NeedleplanError(f"--side must be 'left' or 'right', got {args.side!r}" if args.side else
                               "--side is needed: left or right")
     if args.joint is not None:
-        procedure = procedure or "mbb"
-        if procedure not in ("mbb", "rfa"):
-            raise NeedleplanError(f"--joint is for mbb or rfa, not {procedure!r}")
+        procedure = procedure or FACET_JOINT_PROCEDURES[0]
+        if procedure not in FACET_JOINT_PROCEDURES:
+            raise NeedleplanError(f"--joint is for {' or '.join(FACET_JOINT_PROCEDURES)}, not {procedure!r}")
         if args.approach is not None:
             raise NeedleplanError("--approach is for TFESI plans, not --joint")
         return lambda spine: (plan_joint(spine, args.joint, side, procedure), {})

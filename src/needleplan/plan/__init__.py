@@ -6,7 +6,7 @@ planner reads only :mod:`needleplan.anatomy` objects (a :class:`~needleplan.anat
 
 from .model import Lesion, NeedleChoice, Plan, Safety, SafetyItem, TargetRegion, View
 from .options import PlanOptions
-from .procedures import PROCEDURES, CasePlans, plan, plan_all, plan_joint
+from .planner import PROCEDURES, CasePlans, plan, plan_all, plan_joint
 
 __all__ = ["PROCEDURES", "CasePlans", "Lesion", "NeedleChoice", "Plan", "PlanOptions", "Safety", "SafetyItem",
            "TargetRegion", "View", "plan", "plan_all", "plan_joint"]

@@ -1,29 +1,30 @@
 """The steps every plan shares once its procedure has set it up: target search, needle, views, safety, lesion and
-entry offsets."""
+entry offsets. The procedure (:mod:`.procedures`) is asked for what differs."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..anatomy import SIDE_SIGN, Spine
 from ..needle import Needle
-from . import targets
-from .angles import angle_between_deg, describe_angles, direction_from_angles, squared_tilt_deg
-from .model import Lesion, NeedleChoice, Plan, Safety, SafetyItem
-from .options import LESION_RADIUS_MM, PlanOptions
+from .angles import describe_angles, direction_from_angles, squared_tilt_deg
+from .model import NeedleChoice, Plan, Safety, SafetyItem
+from .options import PlanOptions
 from .safety import assess, tip_problem
 from .scene import Scene
 from .search import SearchResult, search_direction
 from .setups import Setup
-from .views import view_sequence
 
-def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions) -> Plan:
+if TYPE_CHECKING:
+    from .procedures import Procedure
+
+def complete(scene: Scene, procedure: Procedure, level: str, side: str, setup: Setup, opts: PlanOptions) -> Plan:
     """Search the path of a set-up procedure and assemble its Plan (feasible or with the reason it is not)."""
     target, result, safety, notes = _find_path(scene, procedure, level, side, setup, opts)
     b0 = squared_tilt_deg(setup.normal, setup.preferred[0] if result.oblique_deg is None else result.oblique_deg)
-    common = dict(procedure=procedure, level=level, side=side, approach=setup.approach, target_mm=target,
+    common = dict(procedure=procedure.key, level=level, side=side, approach=setup.approach, target_mm=target,
                   target_region=setup.region, reference_endplate=f"{setup.endplate_of} superior endplate",
                   squared_tilt_deg=b0, search=_search_info(result), notes=[*setup.notes, *notes], options=opts,
                   nerve=setup.nerve)
@@ -36,17 +37,17 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     depth = float(np.linalg.norm(tip - entry))
     choice = _needle_choice(procedure, depth, opts)
     needle = Needle.from_direction(tip, direction, choice.length_mm, gauge=choice.gauge,
-                                   name=f"{procedure}-{level}-{side}")
-    lesion = lesion_at(setup.nerve, tip, direction, opts) if procedure == "rfa" else None
+                                   name=f"{procedure.key}-{level}-{side}")
+    lesion = procedure.lesion(setup, tip, direction, opts)
     assert safety is not None
     endplate = scene.spine[setup.endplate_of].landmarks["superior_endplate"]["center"]
-    views = view_sequence(procedure, setup.approach, level, setup.below, side, target, setup.normal, oblique, tilt,
-                          setup.endplate_of, np.asarray(endplate, dtype=np.float64))
-    offsets, words = _entry_offsets(scene.spine, level if procedure == "tfesi" else setup.endplate_of, side, entry)
+    views = procedure.views(setup, level, side, target, oblique, tilt, np.asarray(endplate, dtype=np.float64))
+    offsets, words = _entry_offsets(scene.spine, procedure.entry_level(level, setup), side, entry)
     plan = Plan(feasible=safety.safe, reason="; ".join(safety.violations), entry_mm=entry, direction=direction,
                 depth_mm=depth, oblique_deg=oblique, tilt_deg=tilt, needle_choice=choice, needle=needle, views=views,
                 safety=safety, lesion=lesion, entry_offsets=offsets, entry_in_words=words, **common)
-    plan.notes.append(f"trajectory: {describe_angles(oblique, tilt, side, None if procedure == 'si' else b0)}")
+    words = describe_angles(oblique, tilt, side, b0 if procedure.endplate_relative else None)
+    plan.notes.append(f"trajectory: {words}")
     if result.preferred_reason:
         plan.notes.append(f"the first-choice direction ({describe_angles(*result.preferred, side)}) is blocked: "
                           f"{result.preferred_reason}; the grid search found this one")
@@ -55,33 +56,21 @@ def complete(scene: Scene, procedure: str, level: str, side: str, setup: Setup, 
     return plan
 
 
-def procedure_items(procedure: str, setup: Setup, tip: np.ndarray, direction: np.ndarray, depth_mm: float,
+def procedure_items(procedure: Procedure, setup: Setup, tip: np.ndarray, direction: np.ndarray, depth_mm: float,
                     opts: PlanOptions, angle_rule: bool = True) -> list[SafetyItem]:
     """The rules a path must pass besides the no-go clearances: a needle that reaches the tip with a hub margin
-    and, for RFA, a lesion that lies along the nerve (CLINICAL.md sections 5 and 7.3; ``angle_rule=False`` leaves
-    out the electrode-to-nerve angle)."""
+    (CLINICAL.md section 7.3) and the procedure's own (RFA: a lesion along the nerve; ``angle_rule=False`` leaves out
+    the electrode-to-nerve angle)."""
     choice = _needle_choice(procedure, depth_mm, opts)
     items = [SafetyItem("needle length", float("nan"), float("nan"),
                         f"{'an' if choice.kind[0] in 'AEIOUR' else 'a'} {choice.kind} of at most "
-                        f"{max(_lengths(procedure, opts)):.0f} mm reaches the tip with "
+                        f"{max(procedure.stock(opts).lengths_mm):.0f} mm reaches the tip with "
                         f"{opts.hub_margin_mm:g} mm outside the skin", "ok" if choice.reaches else "violation",
                         "" if choice.reaches else choice.note)]
-    if procedure == "rfa" and setup.nerve is not None:
-        lesion = lesion_at(setup.nerve, tip, direction, opts)
-        along = lesion.electrode_to_nerve_deg <= opts.rfa_max_angle_deg or not angle_rule
-        captured = lesion.nerve_captured_mm >= opts.rfa_capture_min_mm
-        problems = ([] if along else [f"the electrode is {lesion.electrode_to_nerve_deg:.0f} degrees from the nerve"]) + (
-            [] if captured else [f"the lesion holds {lesion.nerve_captured_mm:.1f} mm of the nerve"])
-        items.append(SafetyItem(
-            "nerve in the RF lesion", float("nan"), float("nan"),
-            f"electrode within {opts.rfa_max_angle_deg:g} degrees of the nerve and at least "
-            f"{opts.rfa_capture_min_mm:g} mm of nerve inside the lesion", "ok" if along and captured else "violation",
-            " and ".join(problems) + (f" (needs at most {opts.rfa_max_angle_deg:g} degrees and "
-                                      f"{opts.rfa_capture_min_mm:g} mm)" if problems else "")))
-    return items
+    return items + procedure.rule_items(setup, tip, direction, opts, angle_rule)
 
 
-def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions
+def _find_path(scene: Scene, procedure: Procedure, level: str, side: str, setup: Setup, opts: PlanOptions
                ) -> tuple[np.ndarray, SearchResult, Safety | None, list[str]]:
     """The target (the nominal one or, failing that, another point of its region), the searched pose and the
     safety report that accepted it (None when no pose was found)."""
@@ -133,7 +122,7 @@ def _find_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup
     return setup.target, failed, None, []
 
 
-def _best_clear_path(scene: Scene, procedure: str, level: str, side: str, setup: Setup, opts: PlanOptions) -> str:
+def _best_clear_path(scene: Scene, procedure: Procedure, level: str, side: str, setup: Setup, opts: PlanOptions) -> str:
     """How parallel to the nerve the best path of the window that passes every other rule is, when none within the
     RFA angle limit does."""
     def clear(oblique: float, tilt: float, depth: float) -> str:
@@ -186,47 +175,20 @@ def _search_info(result: SearchResult) -> dict[str, Any]:
             "window": {k: list(v) for k, v in result.window.items()}, "no_window_reason": result.reason}
 
 
-def _lengths(procedure: str, opts: PlanOptions) -> tuple[float, ...]:
-    """The needle (or RF cannula) lengths stocked for a procedure, mm."""
-    return opts.rfa_cannula_lengths_mm if procedure == "rfa" else opts.spinal_needle_lengths_mm
-
-
-def _needle_choice(procedure: str, depth_mm: float, opts: PlanOptions) -> NeedleChoice:
+def _needle_choice(procedure: Procedure, depth_mm: float, opts: PlanOptions) -> NeedleChoice:
     needed = depth_mm + opts.hub_margin_mm
-    lengths = _lengths(procedure, opts)
-    if procedure == "rfa":
-        kind, gauge, standard_max = "RF cannula", opts.rfa_gauge, max(lengths)
-    else:
-        kind, gauge, standard_max = "spinal needle", opts.needle_gauge, opts.standard_needle_max_mm
+    stock = procedure.stock(opts)
+    kind, lengths = stock.kind, stock.lengths_mm
     fitting = [length for length in sorted(lengths) if length >= needed]
     length = fitting[0] if fitting else max(lengths)
-    standard = bool(fitting) and length <= standard_max
+    standard = bool(fitting) and length <= stock.standard_max_mm
     if not fitting:
         note = f"no {kind} reaches: the path needs {needed:.0f} mm and the longest is {max(lengths):.0f} mm"
     elif not standard:
         note = f"a standard {kind} does not reach: {length:.0f} mm needed (depth {depth_mm:.0f} mm)"
     else:
-        note = f"{gauge}G {length:.0f} mm {kind} (depth {depth_mm:.0f} mm + {opts.hub_margin_mm:g} mm outside)"
-    return NeedleChoice(kind, gauge, float(length), float(needed), standard, note)
-
-
-def lesion_at(nerve_mm: np.ndarray, tip: np.ndarray, direction: np.ndarray, opts: PlanOptions) -> Lesion:
-    """The RF lesion of an electrode whose tip is at ``tip`` advancing along ``direction`` (unit), with the length
-    of the nerve polyline inside it and the electrode-to-nerve angle."""
-    length = opts.rfa_active_tip_mm + opts.rfa_lesion_extra_length_mm
-    centre = tip - 0.5 * length * direction
-    radius = LESION_RADIUS_MM[opts.rfa_gauge]
-    nerve = np.asarray(nerve_mm, dtype=np.float64)
-    samples = np.concatenate([a + np.linspace(0, 1, 200, endpoint=False)[:, None] * (b - a)
-                              for a, b in zip(nerve[:-1], nerve[1:], strict=True)] + [nerve[-1:]])
-    step = np.linalg.norm(np.diff(samples, axis=0), axis=1)
-    lesion = Lesion(centre, direction, length, radius, opts.rfa_active_tip_mm, 0.0, 0.0)
-    inside = lesion.contains(samples)
-    lesion.nerve_captured_mm = float(np.sum(step[inside[:-1] & inside[1:]]))
-    upper, lower_end = targets.nerve_neck_segment(nerve)
-    angle = angle_between_deg(direction, upper - lower_end)
-    lesion.electrode_to_nerve_deg = min(angle, 180.0 - angle)
-    return lesion
+        note = f"{stock.gauge}G {length:.0f} mm {kind} (depth {depth_mm:.0f} mm + {opts.hub_margin_mm:g} mm outside)"
+    return NeedleChoice(kind, stock.gauge, float(length), float(needed), standard, note)
 
 
 def midline_plane(spine: Spine) -> tuple[np.ndarray, np.ndarray] | None:

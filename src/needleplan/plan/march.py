@@ -33,12 +33,13 @@ def _in_front(x: float, y: float, z: float, points: np.ndarray, posterior: np.nd
 @njit(parallel=True, cache=True)
 def march(target: np.ndarray, directions: np.ndarray, max_mm: float, world_to_index: np.ndarray,
           body: np.ndarray, bone: np.ndarray, rim: np.ndarray, canal: np.ndarray, disc: np.ndarray,
-          disc_forbidden: bool, contact_mm: float, rim_extra_mm: float, plane_points: np.ndarray, plane_posterior: np.ndarray, plane_superior: np.ndarray,
-          front_margin_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          disc_forbidden: bool, contact_mm: float, rim_extra_mm: float, plane_points: np.ndarray,
+          plane_posterior: np.ndarray, plane_superior: np.ndarray, front_margin_mm: float
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Walk every ray target - t * direction (t from 0 to ``max_mm``) and report its first event.
 
     ``bone`` > 0 is bone, named by its value; where ``rim`` is set that bone is a partial-volume rim voxel, allowed
-    ``rim_extra_mm`` beyond the intended contact ``contact_mm`` (the target's own bone lies within a voxel of it).
+    ``rim_extra_mm`` beyond the intended contact ``contact_mm`` (the target's own bone lies that close to it).
 
     Returns
     -------

@@ -202,7 +202,9 @@ class Plan:
     @property
     def tilt_from_endplate_deg(self) -> float | None:
         """Trajectory tilt relative to the squared endplate (caudal positive); None for the SI joint."""
-        if self.tilt_deg is None or self.procedure == "si":  # the SI joint, not an endplate, sets its views
+        from .procedures import get_procedure  # the procedures build Plans: imported when first asked
+
+        if self.tilt_deg is None or not get_procedure(self.procedure).endplate_relative:
             return None
         return self.tilt_deg - self.squared_tilt_deg
 

@@ -18,15 +18,10 @@ from pathlib import Path
 from .. import __version__
 from ..io.atomic import atomic_file
 from .model import Plan, View
+from .procedures import get_procedure
 
-__all__ = ["PROCEDURE_NAMES", "offset_words", "report_html", "table_angle_words", "write_report"]
+__all__ = ["offset_words", "report_html", "table_angle_words", "write_report"]
 
-PROCEDURE_NAMES: dict[str, str] = {
-    "tfesi": "transforaminal epidural steroid injection",
-    "mbb": "medial branch block",
-    "rfa": "radiofrequency ablation of the medial branch",
-    "si": "sacroiliac joint injection",
-}
 Image = bytes | str | os.PathLike
 """A PNG as bytes or as the path of a file."""
 
@@ -107,15 +102,11 @@ def offset_words(key: str, value_mm: float) -> tuple[str, str]:
 
 
 def _level_words(plan: Plan) -> str:
-    if plan.procedure == "tfesi":
-        return f"{plan.level} foramen" if plan.level != "S1" else "S1 foramen"
-    if plan.procedure in ("mbb", "rfa"):
-        return f"{plan.level} {'dorsal ramus' if plan.approach == 'dorsal ramus' else 'medial branch'}"
-    return "sacroiliac joint"
+    return get_procedure(plan.procedure).level_words(plan.level, plan.approach)
 
 
 def _heading(plan: Plan) -> str:
-    return f"{_level_words(plan)}, {plan.side}: {PROCEDURE_NAMES.get(plan.procedure, plan.procedure)}"
+    return f"{_level_words(plan)}, {plan.side}: {get_procedure(plan.procedure).title}"
 
 
 # ---- page ------------------------------------------------------------------------------------------------------------

@@ -6,17 +6,16 @@ path was found.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..anatomy import LEVEL_ORDER
 from .model import Safety, SafetyItem
 from .options import PlanOptions
 from .scene import Scene
 
-#: Levels whose foramen (below the named vertebra) can hold the artery of Adamkiewicz (T8-L2).
-ADAMKIEWICZ_LEVELS = tuple(LEVEL_ORDER[LEVEL_ORDER.index("T8"):LEVEL_ORDER.index("L2") + 1])
+if TYPE_CHECKING:
+    from .procedures import Procedure
 
 
 def polyline_distance_mm(points: np.ndarray, line: np.ndarray) -> np.ndarray:
@@ -38,15 +37,16 @@ def needle_samples(entry_mm: np.ndarray, target_mm: np.ndarray, step_mm: float =
     return entry_mm + np.linspace(0.0, 1.0, n)[:, None] * (target_mm - entry_mm)
 
 
-def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, entry_mm: np.ndarray,
+def assess(scene: Scene, procedure: Procedure, approach: str, level: str, side: str, entry_mm: np.ndarray,
            target_mm: np.ndarray, options: PlanOptions, bone_contact_mm: float) -> Safety:
-    """Measure every clearance of the straight needle entry -> target and apply the rules."""
+    """Measure every clearance of the straight needle entry -> target and apply the rules (the procedure's own
+    included: disc, tip and warnings)."""
     points = needle_samples(entry_mm, target_mm)
     tip = points[-1:]
     from_tip = np.linalg.norm(points - target_mm, axis=1)
     items: list[SafetyItem] = []
     warnings: list[str] = []
-    tfesi = procedure == "tfesi"
+    disc_rule = procedure.disc_rule
 
     inside_canal = scene.lookup(scene.canal, points)
     canal = np.where(inside_canal, -1.0, scene.clearance_mm("canal", points))
@@ -77,11 +77,11 @@ def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, e
     inside_disc = scene.lookup(scene.disc, points)
     disc = np.where(inside_disc, -1.0, scene.clearance_mm("disc", points))
     status, message = "ok", ""
-    if tfesi and inside_disc.any():
+    if disc_rule and inside_disc.any():
         status, message = "violation", ("the tip is inside a disc (intradiscal)" if inside_disc[-1]
                                         else "the needle crosses a disc")
     items.append(SafetyItem("disc", float(disc.min()), float(disc[-1]),
-                            "tip or path inside: fail" if tfesi else "for information (no rule for this procedure)",
+                            "tip or path inside: fail" if disc_rule else "for information (no rule for this procedure)",
                             status, message))
 
     front = scene.anterior_clearance_mm(points)
@@ -99,23 +99,17 @@ def assess(scene: Scene, procedure: str, approach: str, level: str, side: str, e
                             "the shaft crosses no bone before the intended tip contact",
                             "violation" if crossing.any() else "ok", f"the shaft crosses the {hit}" if hit else ""))
 
-    presacral = _presacral(scene, procedure, level, side, tip)
-    if presacral is not None:
-        bad = presacral < 0
-        items.append(SafetyItem("ventral sacral cortex", presacral, presacral, "tip past it: fail (presacral)",
-                                "violation" if bad else "ok", "the tip is past the ventral sacrum" if bad else ""))
-
-    if tfesi and level in ADAMKIEWICZ_LEVELS:
-        warnings.append(_adamkiewicz(scene, level, side, target_mm))
-    return Safety([item for item in items], [w for w in warnings if w])
+    items += procedure.tip_items(scene, level, side, tip)
+    warnings += procedure.warnings(scene, level, side, target_mm)
+    return Safety(items, [w for w in warnings if w])
 
 
-def tip_problem(scene: Scene, procedure: str, approach: str, target_mm: np.ndarray, options: PlanOptions) -> str:
+def tip_problem(scene: Scene, procedure: Procedure, approach: str, target_mm: np.ndarray, options: PlanOptions) -> str:
     """Why a tip at ``target_mm`` breaks a rule whatever the path ("" when it does not)."""
     tip = np.asarray(target_mm, dtype=np.float64)[None]
     if scene.lookup(scene.canal, tip)[0]:
         return "the target lies in the vertebral canal"
-    if procedure == "tfesi" and scene.lookup(scene.disc, tip)[0]:
+    if procedure.disc_rule and scene.lookup(scene.disc, tip)[0]:
         return "the target lies in a disc"
     if scene.anterior_clearance_mm(tip)[0] < options.anterior_margin_mm:
         return f"the target is within {options.anterior_margin_mm:g} mm of the zone in front of the vertebral bodies"
@@ -139,31 +133,3 @@ def _nearest_root(scene: Scene, points: np.ndarray) -> tuple[str, np.ndarray] | 
             if best is None or distance.min() < best[1].min():
                 best = (f"{vertebra.name} {key} exiting root", distance)
     return best
-
-
-def _presacral(scene: Scene, procedure: str, level: str, side: str, tip: np.ndarray) -> float | None:
-    """Signed mm of the tip behind the ventral opening of the S1 foramen (S1 plans only)."""
-    if level != "S1" or procedure != "tfesi" or "S1" not in scene.spine:
-        return None
-    marks: dict[str, Any] = scene.spine["S1"].landmarks
-    root = marks.get(f"exiting_root_{side}")
-    if root is None or "axes" not in marks:
-        return None
-    posterior = np.asarray(marks["axes"]["posterior"], dtype=np.float64)
-    return float((tip[0] - np.asarray(root, dtype=np.float64)[-1]) @ posterior)
-
-
-def _adamkiewicz(scene: Scene, level: str, side: str, target_mm: np.ndarray) -> str:
-    """Warning for a tip in the upper half of a T8-L2 foramen (the artery of Adamkiewicz's usual place)."""
-    marks = scene.spine[level].landmarks
-    centre = marks.get(f"foramen_{side}")
-    weight = "88% of these arteries are left-sided" if side == "left" else "12% of these arteries are right-sided"
-    if centre is None:
-        return (f"{level} {side} foramen lies in the Adamkiewicz zone (T8-L2; {weight}); its upper half could not "
-                "be located")
-    superior = np.asarray(marks["axes"]["superior"], dtype=np.float64)
-    if (target_mm - np.asarray(centre)) @ superior > 0:
-        return (f"the tip is in the upper half of the {level} {side} foramen, the usual place of the artery of "
-                f"Adamkiewicz (T8-L2, {weight}); consider the infraneural approach")
-    return (f"{level} {side} is in the Adamkiewicz zone (T8-L2, {weight}); the tip is in the lower half of the "
-            "foramen")

@@ -3,10 +3,11 @@
 A :class:`Scene` is built once per :class:`~needleplan.anatomy.Spine` (cached on its label map) from the label
 map and the structure map, both on the scan grid. Targets and contacts are judged on the bone masks; a needle's
 shaft also on the bone's partial-volume rim (:attr:`Scene.shaft_bone`, :attr:`Scene.bone_rim`), so that a thin
-crest or process that a coarse scan shows only as partly bony voxels still blocks a path. A rim voxel within one
-voxel beyond the intended contact is the target's own bone and allowed. Inside-tests are nearest-voxel look-ups; clearances are
-distances to the voxel centres of a structure's surface (k-d trees) minus half a voxel; the zone anterior to the
-vertebral bodies is a plane per vertebra through its most anterior bone, normal to its posterior axis.
+crest or process that a coarse scan shows only as partly bony voxels still blocks a path (the rim within half a
+voxel beyond the intended contact is the target's own bone and allowed). Inside-tests are nearest-voxel look-ups;
+clearances are distances to the voxel centres of a structure's surface (k-d trees) minus half a voxel; the zone
+anterior to the vertebral bodies is a plane per vertebra through its most anterior bone, normal to its posterior
+axis.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class Scene:
         """Boolean (...,): points of a needle's shaft that lie in bone beyond the intended contact.
 
         Bone counts from ``contact_mm`` from the tip on; the partial-volume rim, and the half-way surface of the
-        continuous field (:meth:`bone_fraction`), from one voxel further (the target's own bone lies within it).
+        continuous field (:meth:`bone_fraction`), from half a voxel further (the target's own bone lies within it).
         """
         points = np.asarray(points_mm, dtype=np.float64)
         beyond_rim = from_tip_mm > contact_mm + self.rim_extra_mm

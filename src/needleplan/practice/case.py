@@ -18,22 +18,14 @@ from ..anatomy import Spine
 from ..errors import NeedleplanError, describe_path
 from ..phantoms import shared_phantom
 from ..plan import Plan, plan
+from ..plan.procedures import get_procedure
 from ..plan.scene import Scene, scene_for
 from ..segment.user_labels import UserLabels
 from ..volume import Volume
 
-#: Procedure names in words.
-PROCEDURE_NAMES = {
-    "tfesi": "transforaminal epidural injection",
-    "mbb": "medial branch block",
-    "rfa": "radiofrequency ablation of the medial branch",
-    "si": "sacroiliac joint injection",
-}
 #: Shots render from voxels at least this size (mm): a 512 x 512 shot of a 1 mm scan then takes about 100 ms on
 #: 2 cores instead of 125-160 (benchmarks/RESULTS.md, "Practice simulator"), and looks the same on screen.
 SHOT_VOXEL_MM = 1.25
-#: The level each procedure defaults to.
-DEFAULT_LEVEL = {"tfesi": "L4", "mbb": "L4", "rfa": "L4", "si": "S1"}
 
 
 @dataclass(eq=False)
@@ -68,7 +60,7 @@ class PracticeCase:
     def task_words(self) -> str:
         """E.g. "Left L4 transforaminal epidural injection, supraneural approach"."""
         p = self.plan
-        return f"{p.side.capitalize()} {p.level} {PROCEDURE_NAMES[p.procedure]}, {p.approach} approach"
+        return f"{p.side.capitalize()} {p.level} {get_procedure(p.procedure).title}, {p.approach} approach"
 
     @property
     def isocenter_mm(self) -> np.ndarray:
@@ -123,11 +115,10 @@ def prepare_case(path: str | os.PathLike[str] | None = None, procedure: str = "t
     """
     from ..dataset.cases import content_digest
 
-    if procedure not in PROCEDURE_NAMES:
-        raise NeedleplanError(f"unknown procedure {procedure!r}; choose one of {', '.join(PROCEDURE_NAMES)}")
+    kind = get_procedure(procedure)
     if side not in ("left", "right"):
         raise NeedleplanError(f"side must be left or right, got {side!r}")
-    level = level or DEFAULT_LEVEL[procedure]
+    level = level or kind.default_level
     if path is None:
         if labels is not None:
             raise NeedleplanError("your own labels need the scan they were made on; give it as the case")

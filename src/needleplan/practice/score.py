@@ -14,7 +14,8 @@ import numpy as np
 
 from ..anatomy import jsonable
 from ..plan.angles import angle_between_deg, angles_from_direction
-from ..plan.assemble import lesion_at
+from ..plan.procedures import get_procedure
+from ..plan.procedures.medial_branch import lesion_at
 
 if TYPE_CHECKING:
     from .session import Session
@@ -27,8 +28,6 @@ TIP_FALLOFF_MM = 10.0
 ANGLE_FULL_DEG, ANGLE_ZERO_DEG = 5.0, 30.0
 #: A plan view counts as taken when a shot came within this many degrees of it; zero points at the second.
 VIEW_FULL_DEG, VIEW_ZERO_DEG = 3.0, 15.0
-#: Shots an expert takes [eng; an expert MBB takes about 5 (lit)]; full radiation points up to twice this.
-EXPERT_SHOTS = {"tfesi": 8, "mbb": 5, "rfa": 8, "si": 6}
 WEIGHTS = {"tip": 40.0, "angle": 15.0, "safety": 15.0, "views": 15.0, "radiation": 15.0}
 #: Points lost per safety warning at the end (tip near the canal, needle through a modelled root...).
 WARNING_COST = 5.0
@@ -69,7 +68,8 @@ def _tip(session: "Session") -> dict[str, Any]:
     region_distance = float(plan.target_region.distance_mm(tip - behind * needle.direction))
     error = float(np.linalg.norm(tip - planned_tip))
     in_target = region_distance == 0.0 or error <= TIP_TOLERANCE_MM
-    needs_bone = plan.procedure in ("mbb", "rfa")
+    procedure = get_procedure(plan.procedure)
+    needs_bone = procedure.bone_contact
     bone_contact = None
     if needs_bone:
         ahead = tip + np.linspace(0.0, session.contact_mm, 8)[:, None] * needle.direction
@@ -81,7 +81,7 @@ def _tip(session: "Session") -> dict[str, Any]:
         points *= 0.75
     return {"error_mm": error, "region_distance_mm": region_distance, "tolerance_mm": TIP_TOLERANCE_MM,
             "in_target": in_target, "bone_contact": bone_contact,
-            "joint_space": (region_distance == 0.0) if plan.procedure == "si" else None,
+            "joint_space": (region_distance == 0.0) if procedure.joint_space else None,
             "points": points, "of": WEIGHTS["tip"]}
 
 
@@ -147,7 +147,7 @@ def _views(session: "Session") -> dict[str, Any]:
 def _radiation(session: "Session") -> dict[str, Any]:
     shots = len(session.shots)
     wasted = sum(1 for shot in session.shots if not shot.informative)
-    expert = EXPERT_SHOTS[session.case.plan.procedure]
+    expert = get_procedure(session.case.plan.procedure).expert_shots
     share = float(np.clip((4 * expert - shots) / (2 * expert), 0.0, 1.0))
     points = max(0.0, WEIGHTS["radiation"] * share - wasted)
     return {"shots": shots, "dose_proxy_cm2": session.dose_proxy_cm2(), "uninformative_shots": wasted,

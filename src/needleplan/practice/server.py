@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import NeedleplanError
 from . import imaging
-from .case import PROCEDURE_NAMES, PracticeCase
+from ..plan.procedures import get_procedure
+from .case import PracticeCase
 from .log import log_document, log_name, write_log
 from .session import IMAGE_SIZE, LIMITS, PracticeInputError, Session, presets
 
@@ -117,7 +118,7 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
     def task() -> dict[str, Any]:
         plan = case.plan
         return {"mode": "review" if review is not None else "practice", "case": case.name,
-                "procedure": plan.procedure, "procedure_name": PROCEDURE_NAMES[plan.procedure], "level": plan.level,
+                "procedure": plan.procedure, "procedure_name": get_procedure(plan.procedure).title, "level": plan.level,
                 "side": plan.side, "approach": plan.approach, "in_words": case.task_words,
                 "target_in_words": plan.target_region.description,
                 "levels": {**case.spine.numbering.to_dict(), "in_words": case.spine.numbering.describe()},

@@ -27,7 +27,7 @@ from ..needle import Needle
 from ..plan.angles import angles_from_direction, direction_from_angles
 from ..plan.assemble import midline_plane
 from ..plan.safety import assess
-from ..plan.setups import contact_mm
+from ..plan.procedures import get_procedure
 from .case import PracticeCase
 
 #: Inclusive ranges of every number a request may hold.
@@ -149,8 +149,7 @@ class Session:
         self.finished_at_s: float | None = None
         self._last_move = 0
         scene = case.scene  # bone this close to the tip is the intended contact, as the planner counts it
-        self.contact_mm = (0.5 * scene.spacing_mm if case.plan.procedure == "tfesi"
-                            else contact_mm(scene, case.plan.options))
+        self.contact_mm = get_procedure(case.plan.procedure).contact_mm(scene, case.plan.options)
         self._record("start", {"trainee": trainee}, "", None)
 
     # ---- the C-arm -----------------------------------------------------------------------------------------------
@@ -420,8 +419,8 @@ class Session:
         if needle is None or needle.depth_mm <= IN_TISSUE_MM:
             return None
         plan = self.case.plan
-        return assess(self.case.scene, plan.procedure, plan.approach, plan.level, plan.side, needle.entry_mm,
-                      needle.tip_mm, plan.options, self.contact_mm)
+        return assess(self.case.scene, get_procedure(plan.procedure), plan.approach, plan.level, plan.side,
+                      needle.entry_mm, needle.tip_mm, plan.options, self.contact_mm)
 
     def _check_safety(self, index: int) -> None:
         safety = self.safety()

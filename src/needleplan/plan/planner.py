@@ -1,6 +1,6 @@
 """``plan``, ``plan_joint`` and ``plan_all``: complete needle plans for procedures, levels and sides (CLINICAL.md 2-6).
 
-The per-procedure set-up lives in :mod:`.setups`, the shared steps (search, needle, views, safety) in
+Each procedure is one module of :mod:`.procedures`; the shared steps (search, needle, views, safety) are in
 :mod:`.assemble`.
 """
 
@@ -11,16 +11,11 @@ from typing import Any
 
 from ..anatomy import LEVEL_ORDER, SIDES, Spine, level_below
 from ..errors import LevelsUnconfirmedError, NeedleplanError
-from . import setups
-from .assemble import complete
 from .model import Plan
 from .options import PlanOptions, make_options
+from .procedures import FACET_JOINT_PROCEDURES, PROCEDURES, get_procedure
 from .scene import scene_for
 from .setups import vertebra_below
-
-PROCEDURES: tuple[str, ...] = ("tfesi", "mbb", "si", "rfa")
-_TFESI_LEVELS = ("L1", "L2", "L3", "L4", "L5", "L6", "S1")
-_NERVES = ("T12", "L1", "L2", "L3", "L4", "L5")
 
 
 def plan(spine: Spine, procedure: str, level: str | None = None, side: str | None = None, *,
@@ -59,42 +54,13 @@ def plan(spine: Spine, procedure: str, level: str | None = None, side: str | Non
         landmark the plan needs is missing.
     """
     opts = make_options(options, **overrides)
-    if procedure not in PROCEDURES:
-        raise NeedleplanError(f"unknown procedure {procedure!r}; choose one of {', '.join(PROCEDURES)}")
+    kind = get_procedure(procedure)
     if side not in SIDES:
         raise NeedleplanError(f"side must be 'left' or 'right', got {side!r}")
     require_confirmed_levels(spine, opts.min_numbering_confidence)
-    result = _plan(spine, procedure, level, side, approach, opts)
+    result = kind.plan(scene_for(spine), kind.check_level(spine, level), side, approach, opts)
     result.numbering = spine.numbering.to_dict()
     return result
-
-
-def _plan(spine: Spine, procedure: str, level: str | None, side: str, approach: str | None,
-          opts: PlanOptions) -> Plan:
-    scene = scene_for(spine)
-    if procedure == "tfesi":
-        level = _check_level(spine, level, _TFESI_LEVELS, "TFESI", "L1-L5 and S1")
-        setup = setups.tfesi(scene, level, side, approach, opts)
-        first = complete(scene, procedure, level, side, setup, opts)
-        if first.feasible or approach is not None or level == "S1":
-            return first
-        other = "supraneural" if first.approach == "infraneural" else "infraneural"
-        try:
-            second = complete(scene, procedure, level, side, setups.tfesi(scene, level, side, other, opts), opts)
-        except NeedleplanError:
-            return first
-        if not second.feasible:
-            return first
-        second.notes.insert(0, f"the default {first.approach} approach has no safe straight path ({first.reason}); "
-                               f"this is the {other} approach")
-        return second
-    elif procedure in ("mbb", "rfa"):
-        level = _check_nerve(spine, level, procedure)
-        setup = setups.medial_branch(scene, procedure, level, side, opts)
-    else:
-        level = "S1"
-        setup = setups.si(scene, side, opts)
-    return complete(scene, procedure, level, side, setup, opts)
 
 
 def plan_joint(spine: Spine, joint: str, side: str, procedure: str = "mbb", **overrides: Any) -> list[Plan]:
@@ -103,8 +69,9 @@ def plan_joint(spine: Spine, joint: str, side: str, procedure: str = "mbb", **ov
     The facet joint Ln/Ln+1 is supplied by the medial branches of L(n-1) and Ln (the L5/S1 joint by the L4 medial
     branch and the L5 dorsal ramus).
     """
-    if procedure not in ("mbb", "rfa"):
-        raise NeedleplanError(f"a facet joint is blocked with 'mbb' or 'rfa', not {procedure!r}")
+    if procedure not in FACET_JOINT_PROCEDURES:
+        raise NeedleplanError(f"a facet joint is treated with {' or '.join(map(repr, FACET_JOINT_PROCEDURES))}, "
+                              f"not {procedure!r}")
     names = str(joint).upper().replace("/", "-").split("-")
     following = level_below(names[0]) if names[0] in LEVEL_ORDER else None
     while following in ("L6", "T13") and len(names) == 2 and names[1] != following:
@@ -135,20 +102,10 @@ def plan_all(spine: Spine, procedures: tuple[str, ...] = PROCEDURES, **overrides
     both SI joints. Levels the scan lacks are not tried; plans that cannot be made (a landmark missing) are listed
     in ``skipped`` with the reason.
     """
-    for procedure in procedures:
-        if procedure not in PROCEDURES:
-            raise NeedleplanError(f"unknown procedure {procedure!r}; choose from {', '.join(PROCEDURES)}")
+    kinds = [get_procedure(procedure) for procedure in procedures]
     require_confirmed_levels(spine, make_options(**overrides).min_numbering_confidence)
     scene_for(spine)
-    jobs: list[tuple[str, str, str]] = []
-    for procedure in procedures:
-        if procedure == "tfesi":
-            levels = [name for name in _TFESI_LEVELS if name in spine]
-        elif procedure == "si":
-            levels = ["S1"]
-        else:
-            levels = [name for name in _NERVES if name in spine and vertebra_below(spine, name) is not None]
-        jobs += [(procedure, level, side) for level in levels for side in SIDES]
+    jobs = [(kind.key, level, side) for kind in kinds for level in kind.levels_in(spine) for side in SIDES]
     plans, skipped = [], {}
     for procedure, level, side in jobs:
         try:
@@ -171,32 +128,6 @@ def require_confirmed_levels(spine: Spine, min_confidence: float) -> None:
         f"{why}. Name one level you are sure of at a point inside it, read from your viewer (command line: "
         f"--level-at X Y Z L3; Python: npl.segment(volume, anchors={{'L3': (x, y, z)}}) or spine.renumber(...)), "
         f"or, after checking the count yourself, --levels-confirmed (spine.confirm_levels())")
-
-
-def _check_level(spine: Spine, level: str | None, allowed: tuple[str, ...], what: str, words: str) -> str:
-    if level not in allowed:
-        raise NeedleplanError(f"{what} is planned at {words}; got level {level!r}")
-    if level not in spine:
-        raise NeedleplanError(f"level {level} is not in this scan (found: {', '.join(spine.levels) or 'none'})")
-    return level
-
-
-def _check_nerve(spine: Spine, level: str | None, procedure: str) -> str:
-    if isinstance(level, str) and level.startswith("C"):
-        present = [name for name in spine.levels if name.startswith("C")]
-        raise NeedleplanError(f"cervical medial branch planning is not available: it needs the articular pillars "
-                              f"of C3-C7, and this scan holds {', '.join(present) or 'no cervical level'}")
-    if level not in _NERVES:
-        raise NeedleplanError(f"{procedure.upper()} targets a lumbar medial branch (nerve L1-L4, or T12) or the L5 "
-                              f"dorsal ramus (level 'L5'); got {level!r}")
-    if vertebra_below(spine, level) is None:
-        raise NeedleplanError(f"the {level} {'dorsal ramus' if level == 'L5' else 'medial branch'} runs over "
-                              f"{level_below(level)}, which is not in this scan (found: "
-                              f"{', '.join(spine.levels) or 'none'})")
-    return level
-
-
-# ---- procedures ---------------------------------------------------------------------------------------------------
 
 
 __all__ = ["PROCEDURES", "CasePlans", "plan", "plan_all", "plan_joint", "require_confirmed_levels", "vertebra_below"]
