@@ -167,8 +167,9 @@ def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, t
     assert code == 0, stderr
     pngs = sorted((out / "images").glob("tfesi-L4-left-*.png"))
     pngs = [p for p in pngs if not p.name.endswith("-3d.png")]
-    files = sorted((out / "dicom").glob("*.dcm"))
-    assert len(pngs) == len(files) >= 4
+    files = sorted((out / "dicom").glob("tfesi-L4-left-*.dcm"))
+    assert len(pngs) == len(files) >= 4 and {p.name for p in (out / "dicom").glob("*.dcm")} - {f.name for f in files} \
+        == {"report.dcm"}
     series = set()
     for png, dcm in zip(pngs, files):
         assert png.stem == dcm.stem
@@ -178,3 +179,25 @@ def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, t
         np.testing.assert_array_equal(ds.pixel_array, np.asarray(Image.open(png).convert("RGB")))
         series.add(ds.SeriesInstanceUID)
     assert len(series) == 1
+
+
+def test_the_report_is_written_as_a_pdf_and_a_dicom_encapsulated_pdf(ct_file, tmp_path, capsys):
+    import re
+
+    import pydicom
+
+    out = tmp_path / "pdf"
+    code, _, stderr = run(["plan", ct_file, "--joint", "L4-L5", "--side", "left", "-o", out, "--size", 64], capsys)
+    assert code == 0, stderr
+    pdf = (out / "report.pdf").read_bytes()
+    assert pdf.startswith(b"%PDF") and pdf.rstrip().endswith(b"%%EOF")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 2  # one A4 page per plan (L3 and L4 medial branches)
+    document = pydicom.dcmread(out / "dicom" / "report.dcm")
+    assert document.SOPClassUID == "1.2.840.10008.5.1.4.1.1.104.1"  # Encapsulated PDF Storage
+    assert document.MIMETypeOfEncapsulatedDocument == "application/pdf"
+    assert document.EncapsulatedDocument[:document.EncapsulatedDocumentLength] == pdf
+    assert document.PatientIdentityRemoved == "YES" and document.PatientName == "Anonymous"
+    views = [pydicom.dcmread(path) for path in sorted((out / "dicom").glob("mbb-*.dcm"))]
+    assert views and {v.StudyInstanceUID for v in views} == {document.StudyInstanceUID}
+    assert document.SeriesInstanceUID not in {v.SeriesInstanceUID for v in views}
+

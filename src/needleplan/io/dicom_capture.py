@@ -1,4 +1,5 @@
-"""Write pictures (annotated plan views) as DICOM Secondary Capture images a PACS or viewer takes, with no identity."""
+"""Write pictures (annotated plan views) as DICOM Secondary Capture images, and the report as an Encapsulated PDF,
+that a PACS or viewer takes, with no identity."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import datetime
 from pathlib import Path
 
 import numpy as np
-from pydicom.uid import SecondaryCaptureImageStorage, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import EncapsulatedPDFStorage, SecondaryCaptureImageStorage, generate_uid
 
 from ..errors import NeedleplanError
 from .atomic import atomic_file
@@ -40,15 +42,9 @@ class CaptureSeries:
             raise NeedleplanError(f"a secondary capture needs an RGB uint8 picture, got {pixels.dtype} "
                                   f"{pixels.shape}")
         self.count += 1
-        ds = new_dataset(SecondaryCaptureImageStorage)
-        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study_uid, self.series_uid
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = self.when.strftime("%Y%m%d")
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = self.when.strftime("%H%M%S")
-        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+        ds = self._dataset(SecondaryCaptureImageStorage, self.series_uid, self.description, self.series_number,
+                           self.count)
         ds.Modality = "OT"
-        ds.ConversionType = "WSD"  # workstation: a picture made by software
-        ds.SeriesDescription = self.description[:64]
-        ds.SeriesNumber, ds.InstanceNumber = self.series_number, self.count
         ds.ImageComments = title[:10240]
         ds.BurnedInAnnotation = "YES"  # the overlays (target, canal, roots, labels) are drawn into the pixels
         ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
@@ -60,3 +56,37 @@ class CaptureSeries:
         with atomic_file(path) as tmp:
             ds.save_as(tmp, enforce_file_format=True)
         return path
+
+    def write_pdf(self, pdf: bytes, path: str | Path, title: str) -> Path:
+        """Write a PDF document (the report) as a DICOM Encapsulated PDF in the same study, a series of its own.
+
+        ``title`` becomes the DocumentTitle (at most 64 characters).
+        """
+        if not pdf.startswith(b"%PDF"):
+            raise NeedleplanError("an Encapsulated PDF needs a PDF document (it must start with %PDF)")
+        ds = self._dataset(EncapsulatedPDFStorage, generate_uid(), f"{self.description}: report",
+                           self.series_number + 1, 1)
+        ds.Modality = "DOC"
+        ds.DocumentTitle = title[:64]
+        ds.BurnedInAnnotation = "YES"
+        ds.ConceptNameCodeSequence = []
+        ds.MIMETypeOfEncapsulatedDocument = "application/pdf"
+        ds.EncapsulatedDocument = pdf + (b"\0" if len(pdf) % 2 else b"")  # OB values have an even length
+        ds.EncapsulatedDocumentLength = len(pdf)
+        path = Path(path)
+        with atomic_file(path) as tmp:
+            ds.save_as(tmp, enforce_file_format=True)
+        return path
+
+    def _dataset(self, sop_class_uid: str, series_uid: str, description: str, series_number: int,
+                 instance: int) -> Dataset:
+        """A dataset of this study: identity removed, dates, series and instance numbers."""
+        ds = new_dataset(sop_class_uid)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = self.study_uid, series_uid
+        ds.StudyDate = ds.SeriesDate = ds.ContentDate = self.when.strftime("%Y%m%d")
+        ds.StudyTime = ds.SeriesTime = ds.ContentTime = self.when.strftime("%H%M%S")
+        ds.StudyID, ds.AccessionNumber, ds.ReferringPhysicianName = "1", "", ""
+        ds.ConversionType = "WSD"  # workstation: made by software
+        ds.SeriesDescription = description[:64]
+        ds.SeriesNumber, ds.InstanceNumber = series_number, instance
+        return ds

@@ -1,4 +1,5 @@
-"""Everything a plan run leaves in its output folder: plan.json, the annotated views, 3D pictures, report.html.
+"""Everything a plan run leaves in its output folder: plan.json, the annotated views, 3D pictures, report.html and
+report.pdf (one page per plan), the views and the report also as DICOM.
 
 Used by ``needleplan plan`` and the demo. Every file is written atomically.
 """
@@ -19,6 +20,7 @@ from .model import Plan
 from .overlay import render_plan_views, write_view_images
 from .picture import plan_picture, plan_scene
 from .report import write_report
+from .report_pages import plan_page, write_report_pdf
 
 __all__ = ["plan_document", "write_plan_outputs"]
 
@@ -54,9 +56,11 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
         Its segmentation.
     plans : sequence of Plan
     out_dir : path
-        Created when missing. Gets ``plan.json``, ``report.html``, ``images/<plan>-NN-<view>.png`` (one per
-        view of each feasible plan), the same views as DICOM Secondary Capture images in ``dicom/`` (one series,
-        no patient identity) and ``images/<plan>-3d.png`` (every plan; an infeasible one shows its target).
+        Created when missing. Gets ``plan.json``, ``report.html``, ``report.pdf`` (one A4 page per plan),
+        ``images/<plan>-NN-<view>.png`` (one per view of each feasible plan), the same views as DICOM Secondary
+        Capture images in ``dicom/`` (one series, no patient identity) with the report as a DICOM Encapsulated PDF
+        (``dicom/report.dcm``, same study), and ``images/<plan>-3d.png`` (every plan; an infeasible one shows its
+        target).
     skipped : mapping, optional
         Plans that could not be made and why (``CasePlans.skipped``).
     single : bool
@@ -71,7 +75,8 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
     Returns
     -------
     dict
-        ``plan_json``, ``report`` (paths), ``views`` (plan name -> list of paths), ``pictures`` (plan name -> path).
+        ``plan_json``, ``report``, ``report_pdf`` (paths), ``views`` (plan name -> list of paths), ``pictures``
+        (plan name -> path).
     """
     out = Path(out_dir)
     images = out / IMAGES
@@ -80,10 +85,12 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
     view_paths: dict[str, list[Path]] = {}
     pictures: dict[str, Path] = {}
     scene = None
+    pages = []
     for plan in plans:
         scene = scene or plan_scene(spine)
         pictures[plan.name] = plan_picture(plan, scene, images / f"{plan.name}-3d.png", size=picture_size)
         if not plan.feasible or plan.needle is None:
+            pages.append(plan_page(plan, source=source))
             continue
         rendered = render_plan_views(volume, spine, plan, size=size)
         paths = write_view_images(rendered, images, prefix=f"{plan.name}-")
@@ -93,9 +100,15 @@ def write_plan_outputs(volume: Volume, spine: Spine, plans: Sequence[Plan], out_
             captures.write(image.rgb, out / DICOM / path.with_suffix(".dcm").name,
                            f"{plan.name}: {image.view.name} ({image.view.words}); simulated fluoroscopy with the "
                            "planned needle, a planning aid")
+        pages.append(plan_page(plan, [(image.view, image.rgb) for image in rendered], source))
     plan_json = out / "plan.json"
     with atomic_file(plan_json) as tmp:
         tmp.write_text(json.dumps(plan_document(plans, skipped, single), indent=1) + "\n", encoding="utf-8")
     report = write_report(out / "report.html", plans, views=views, pictures=pictures, skipped=skipped,
                           source=source)
-    return {"plan_json": plan_json, "report": report, "views": view_paths, "pictures": pictures}
+    report_pdf = out / "report.pdf"
+    if pages:
+        captures.write_pdf(write_report_pdf(report_pdf, pages), out / DICOM / "report.dcm",
+                           "needleplan plan report (planning aid)")
+    return {"plan_json": plan_json, "report": report, "report_pdf": report_pdf if pages else None,
+            "views": view_paths, "pictures": pictures}

@@ -20,7 +20,8 @@ from ..io.atomic import atomic_file
 from .model import Plan, View
 from .procedures import get_procedure
 
-__all__ = ["offset_words", "report_html", "table_angle_words", "write_report"]
+__all__ = ["facts_rows", "levels_statements", "needle_words", "offset_words", "report_html", "table_angle_words",
+           "write_report"]
 
 Image = bytes | str | os.PathLike
 """A PNG as bytes or as the path of a file."""
@@ -156,8 +157,8 @@ def write_report(path: str | os.PathLike[str], plans: Sequence[Plan], **options:
     return path
 
 
-def _levels_banner(plans: Sequence[Plan]) -> str:
-    """How the levels were named, at the top: every plan inherits the numbering's certainty."""
+def levels_statements(plans: Sequence[Plan]) -> list[tuple[bool, str, list[str]]]:
+    """How the levels were named, once per numbering: (confirmed by a person or labels, headline, details)."""
     numberings = {repr(plan.numbering): plan.numbering for plan in plans if plan.numbering}
     out = []
     for numbering in numberings.values():
@@ -166,10 +167,18 @@ def _levels_banner(plans: Sequence[Plan]) -> str:
                  "automatic, not confirmed by a person: count the levels on the live images before treating")
         items = [f"{name}: {said}" for name, said in numbering.get("anchors", {}).items()]
         items += list(numbering.get("notes", []))
+        out.append((confirmed, f"Levels numbered from {numbering.get('anchor', '?')}, confidence "
+                               f"{float(numbering.get('confidence', 0)):.2f}; {state}.", items))
+    return out
+
+
+def _levels_banner(plans: Sequence[Plan]) -> str:
+    """How the levels were named, at the top: every plan inherits the numbering's certainty."""
+    out = []
+    for confirmed, headline, items in levels_statements(plans):
         listed = "".join(f"<li>{_e(item)}</li>" for item in items)
-        out.append(f"<div class=\"levels {'confirmed' if confirmed else 'automatic'}\"><strong>Levels numbered from "
-                   f"{_e(numbering.get('anchor', '?'))}, confidence {float(numbering.get('confidence', 0)):.2f}; "
-                   f"{_e(state)}.</strong><ul>{listed}</ul></div>\n")
+        out.append(f"<div class=\"levels {'confirmed' if confirmed else 'automatic'}\"><strong>{_e(headline)}"
+                   f"</strong><ul>{listed}</ul></div>\n")
     return "".join(out)
 
 
@@ -230,8 +239,8 @@ def _plan_section(plan: Plan, views: Sequence[tuple[View, Image]], picture: Imag
     return "".join(parts)
 
 
-def _facts_table(plan: Plan) -> str:
-    choice = plan.needle_choice
+def facts_rows(plan: Plan) -> list[tuple[str, str]]:
+    """The plan's facts as (what, words) rows: level, entry, angles, depth (the needle is :func:`needle_words`)."""
     rows = [("level and side", f"{_level_words(plan)}, {plan.side}"),
             ("skin entry", plan.entry_in_words or "-")]
     rows += [(f"entry from the {where}", words) for where, words in
@@ -241,12 +250,23 @@ def _facts_table(plan: Plan) -> str:
         rows += [("trajectory, relative to the squared endplate", endplate_tilt_words(plan.tilt_from_endplate_deg)),
                  ("squared endplate", f"{plan.reference_endplate} squares at "
                                       f"{table_angle_words(plan.oblique_deg, plan.squared_tilt_deg, plan.side)}")]
-    rows += [("depth (skin to target)", _mm(plan.depth_mm))]
-    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
+    return rows + [("depth (skin to target)", _mm(plan.depth_mm))]
+
+
+def needle_words(plan: Plan) -> str | None:
+    """The needle to take in words, with a caution when a standard one does not reach (None: no needle)."""
+    choice = plan.needle_choice
+    if choice is None:
+        return None
+    return choice.note + ("" if choice.standard else " (a standard needle does not reach)")
+
+
+def _facts_table(plan: Plan) -> str:
+    choice = plan.needle_choice
+    cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in facts_rows(plan))
     if choice is not None:
         css = "" if choice.standard else " class=\"caution\""
-        cells += (f"<tr><th>needle</th><td{css}>{_e(choice.note)}" + ("" if choice.standard else
-                  " <b>(a standard needle does not reach)</b>") + "</td></tr>")
+        cells += f"<tr><th>needle</th><td{css}>{_e(needle_words(plan))}</td></tr>"
     return f"<h3>Plan</h3>\n<table>{cells}</table>\n"
 
 
