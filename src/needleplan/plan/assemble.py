@@ -20,6 +20,7 @@ from .setups import Setup
 if TYPE_CHECKING:
     from .procedures import Procedure
 
+
 def complete(scene: Scene, procedure: Procedure, level: str, side: str, setup: Setup, opts: PlanOptions) -> Plan:
     """Search the path of a set-up procedure and assemble its Plan (feasible or with the reason it is not)."""
     target, result, safety, notes = _find_path(scene, procedure, level, side, setup, opts)
@@ -46,8 +47,8 @@ def complete(scene: Scene, procedure: Procedure, level: str, side: str, setup: S
     plan = Plan(feasible=safety.safe, reason="; ".join(safety.violations), entry_mm=entry, direction=direction,
                 depth_mm=depth, oblique_deg=oblique, tilt_deg=tilt, needle_choice=choice, needle=needle, views=views,
                 safety=safety, lesion=lesion, entry_offsets=offsets, entry_in_words=words, **common)
-    words = describe_angles(oblique, tilt, side, b0 if procedure.endplate_relative else None)
-    plan.notes.append(f"trajectory: {words}")
+    trajectory = describe_angles(oblique, tilt, side, b0 if procedure.endplate_relative else None)
+    plan.notes.append(f"trajectory: {trajectory}")
     if result.preferred_reason:
         plan.notes.append(f"the first-choice direction ({describe_angles(*result.preferred, side)}) is blocked: "
                           f"{result.preferred_reason}; the grid search found this one")
