@@ -573,6 +573,21 @@ def test_real_ct_si_joint_is_refused_where_the_scan_does_not_show_it(real_ct):
         assert f"si_joint_{side}" in spine.unavailable
 
 
+def test_real_ct_every_lumbar_nerve_is_planned_or_its_absence_explained(real_ct):
+    """MBB and RFA of every nerve L1-L4 and the L5 dorsal ramus, both sides: a plan, or a reason that says what is
+    missing and what would help (at 3 mm the left S1 superior articular process is not separated from L5)."""
+    _, _, plans = real_ct
+    made = {p.name for p in plans.plans}
+    for procedure in ("mbb", "rfa"):
+        for level in ("L1", "L2", "L3", "L4", "L5"):
+            for side in SIDES:
+                name = f"{procedure}-{level}-{side}"
+                if name not in made:
+                    reason = plans.skipped[name]
+                    assert "thinner-slice scan" in reason and ("dorsal ramus" in reason or "medial branch" in reason), (
+                        name, reason)
+
+
 def _distance_to_label_mm(volume, ids, point) -> float:
     """Distance (mm) from a world point to the nearest voxel centre of the given ids in a label volume."""
     kji = np.argwhere(np.isin(volume.voxels, ids))

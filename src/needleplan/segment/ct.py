@@ -150,14 +150,26 @@ def segment_ct(volume: Volume) -> Spine:
 
 
 def _unavailable(vertebrae: dict[str, Vertebra], pelvis: dict[str, Any]) -> dict[str, str]:
-    """The S1 foramen landmarks that could not be measured, with the reason."""
+    """The S1 landmarks that could not be measured (foramen, L5 dorsal ramus), with the reason."""
     if "S1" not in vertebrae:
         return {}
+    out = {}
     missing = [side for side in ("left", "right") if f"s1_posterior_foramen_{side}" not in pelvis]
-    if not missing:
-        return {}
-    return {"s1_posterior_foramen": f"no S1 foramen channel ({' and '.join(missing)}) was found as a hole through "
-                                    "the sacrum below the S1 pedicle (too coarse a scan, or a cut edge)"}
+    if missing:
+        out["s1_posterior_foramen"] = (f"no S1 foramen channel ({' and '.join(missing)}) was found as a hole through "
+                                       "the sacrum below the S1 pedicle (too coarse a scan, or a cut edge)")
+    s1 = vertebrae["S1"].landmarks
+    for side in ("left", "right"):
+        if f"medial_branch_{side}" in s1 or f"pedicle_{side}" not in s1:
+            continue
+        if f"sap_tip_{side}" not in s1:
+            why = (f"the {side} S1 superior articular process was not found apart from L5 (where the L5-S1 facet "
+                   "joint is not resolved, as on thick slices, its bone goes to L5)")
+        else:
+            why = f"the {side} sacral ala, whose top the ramus crosses, was not found"
+        out[f"l5_dorsal_ramus_{side}"] = (f"{why}, so the L5 dorsal ramus has no landmark; give your own labels "
+                                          "(segment(labels=...), --labels) or a thinner-slice scan")
+    return out
 
 
 def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engine: str) -> Spine:

@@ -178,6 +178,9 @@ def _nerve(scene: Scene, level: str, side: str, opts: PlanOptions) -> _Nerve:
     assert below is not None
     marks = scene.spine[below].landmarks
     where = f"{below} ({side})"
+    why = scene.spine.unavailable.get(f"l5_dorsal_ramus_{side}") if level == "L5" else None
+    if why and f"medial_branch_{side}" not in marks:
+        raise NeedleplanError(f"no L5 dorsal ramus target on the {side}: {why}")
     for key in ("axes", "superior_endplate", f"medial_branch_{side}"):
         targets.need(marks, key, where)
     notes: list[str] = []
