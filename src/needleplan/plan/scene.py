@@ -66,8 +66,7 @@ class Scene:
         self.shaft_bone = _with_bone_rim(bone, self.bone_rim)
         #: a rim voxel within this distance beyond the intended contact belongs to the target's own bone
         self.rim_extra_mm = 0.5 * float(labels.spacing_mm.max())
-        self._shaft_mask = (self.shaft_bone > 0).astype(np.uint8)
-        self._near_bone: np.ndarray | None = None
+        self._shaft_mask = (self.shaft_bone > 0).view(np.uint8)  # 0/1 for interpolation, without a copy
         self.body = (ids > 0) | (bone > 0)
         self.canal = ids == STRUCTURE_IDS["canal"]
         self.disc = ids == STRUCTURE_IDS["disc"]
@@ -119,10 +118,13 @@ class Scene:
         return solid | (beyond_rim & ((self.lookup(self.bone_rim, points)) | (self.bone_fraction(points) >= 0.5)))
 
     def bone_near(self, point_mm: np.ndarray) -> int:
-        """The value of :attr:`shaft_bone` at or beside a point (0 if none is adjacent), to name what was met."""
-        if self._near_bone is None:
-            self._near_bone = ndimage.maximum_filter(self.shaft_bone, size=3)
-        return int(self.lookup(self._near_bone, np.asarray(point_mm, dtype=np.float64)[None])[0])
+        """The largest value of :attr:`shaft_bone` in the nearest voxel and its 26 neighbours (0 if none), to name
+        what was met."""
+        index, inside = self._index(np.asarray(point_mm, dtype=np.float64)[None])
+        if not inside[0]:
+            return 0
+        k, j, i = index[0]
+        return int(self.shaft_bone[max(k - 1, 0):k + 2, max(j - 1, 0):j + 2, max(i - 1, 0):i + 2].max())
 
     def clearance_mm(self, structure: str, points_mm: np.ndarray) -> np.ndarray:
         """Distance (mm) from points (..., 3) to the surface of ``canal``, ``disc`` or ``bowel_gas``; inf if absent."""
@@ -217,11 +219,13 @@ def scene_for(spine: Spine) -> Scene:
 def _with_bone_rim(bone: np.ndarray, rim: np.ndarray) -> np.ndarray:
     """The bone map with its partial-volume rim (voxels where ``bone`` is 0) added: each rim voxel takes the largest
     bone value among its 26 neighbours (the bone it belongs to), or :data:`OTHER_BONE` when none is adjacent."""
-    if not rim.any():
+    found = ndimage.find_objects(rim.view(np.uint8))
+    if not found:
         return bone
+    box = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found[0], rim.shape, strict=True))
     shaft = bone.copy()
-    near = ndimage.maximum_filter(bone, size=3)
-    shaft[rim] = np.where(near[rim] > 0, near[rim], OTHER_BONE)
+    near, inner = ndimage.maximum_filter(bone[box], size=3), rim[box]
+    shaft[box][inner] = np.where(near[inner] > 0, near[inner], OTHER_BONE)
     return shaft
 
 
