@@ -7,13 +7,16 @@ Every sub-command exits 0 on success. Bad input prints one line, ``needleplan: e
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,19 +28,49 @@ if TYPE_CHECKING:
     from .volume import Volume
 
 
+#: What a Ctrl+C adds to "needleplan: interrupted" (a command with something to say sets it, e.g. dataset).
+_interrupt_note: Callable[[], str] | None = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
+    """Run the command line; returns the exit status.
+
+    Ctrl+C (SIGINT) at any moment ends the process with one line, ``needleplan: interrupted``, and status 130.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_interrupt) if in_main_thread else None
     try:
+        args = _parser().parse_args(argv)
+        warnings.showwarning = _show_warning
         return int(args.run(args) or 0)
     except NeedleplanError as exc:
         print(f"needleplan: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised by code, not by the signal
         print("needleplan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT: remove the unfinished temporary files, say so in one line and exit 130 at once.
+
+    Exiting here, rather than raising KeyboardInterrupt wherever the program happens to be (inside numba's
+    dispatcher, in a finalizer, in a library's callback, each with its own traceback), keeps it to one line.
+    Local dataset workers end with this process (they ignore SIGINT themselves).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C while stopping changes nothing
+    atomic = sys.modules.get(f"{__package__}.io.atomic")  # not imported here: the signal may come mid-import
+    if atomic is not None:
+        atomic.remove_unfinished()
+    note = _interrupt_note() if _interrupt_note is not None else ""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(f"needleplan: interrupted{note}", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -501,20 +534,27 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
+    global _interrupt_note
     from .dataset import make_dataset, read_config
 
     config = read_config(args.config)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise NeedleplanError(f"--workers must be 1 or more, got {workers}")
+
+    def finished() -> str:
+        count = sum(1 for p in (Path(args.out) / "labels").rglob("*.json") if not p.name.startswith(".part-"))
+        return f"; {count} images are finished in {args.out}; run the same command again to make the rest"
+
+    _interrupt_note = None if args.dry_run else finished
     try:
         summary = make_dataset(config, args.out, workers=workers, scheduler=args.scheduler, dry_run=args.dry_run,
                                progress=not args.no_progress)
-    except KeyboardInterrupt:
-        finished = sum(1 for _ in (Path(args.out) / "labels").rglob("*.json"))
-        print(f"needleplan: interrupted; {finished} images are finished in {args.out}; run the same command "
-              "again to make the rest", file=sys.stderr)
+    except KeyboardInterrupt:  # raised while the local workers render: they were stopped first
+        print(f"needleplan: interrupted{finished()}", file=sys.stderr)
         return 130
+    finally:
+        _interrupt_note = None
     for line in summary.lines():
         print(line)
     return 0

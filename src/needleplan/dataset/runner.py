@@ -8,11 +8,15 @@ the missing ones, and the result does not depend on the number of workers or the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import multiprocessing
+import os
 import re
 import shutil
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +37,8 @@ CHUNK_IMAGES = 8
 DATASET_FILE = "dataset.json"
 _SCHEDULER = re.compile(r"^(tcp|tls)://[^\s/:]+:\d{1,5}$")
 _DATASET_FOLDERS = ("images", "masks", "labels", "cases")
+#: prctl(2) option: the signal a process gets when its parent ends (Linux).
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -250,17 +256,71 @@ Chunks = list[tuple[CaseSpec, str, list[int]]]
 
 def _run_in_processes(workers: int, config: DatasetConfig, out_dir: Path, chunks: Chunks,
                       advance: Callable[[int], None]) -> None:
+    """Render the chunks in local worker processes that die with this one and leave Ctrl+C to it."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked numba thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(render_chunk, config, spec, name, str(out_dir), indices, 1)
-                   for spec, name, indices in chunks]
+    with _sigint_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                               initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        with _sigint_ignored():  # the workers start now and keep SIGINT ignored (SIG_IGN is inherited)
+            futures = [pool.submit(render_chunk, config, spec, name, str(out_dir), indices, 1)
+                       for spec, name, indices in chunks]
         try:
             for future in as_completed(futures):
                 advance(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
+        except BaseException:  # stop the running chunks now; the pool then fails the others (3.14: kill_workers)
+            for process in list(pool._processes.values()):
+                process.terminate()
             raise
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Ignore SIGINT in this process meanwhile (only the main thread may change it; elsewhere a no-op).
+
+    Processes started meanwhile inherit SIGINT ignored from their first instruction, so a Ctrl+C in the terminal,
+    which reaches the whole process group, interrupts only this process, which then stops them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _sigint_raises() -> Iterator[None]:
+    """Let SIGINT raise KeyboardInterrupt meanwhile (main thread only), whatever handler the caller installed.
+
+    While it waits for its workers this process is at a safe place to stop: the pool is then shut down properly
+    and leaves nothing behind (its semaphores), unlike a process that exits at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Start of a local worker: end this process when ``parent_pid`` ends, even by SIGKILL, so no worker goes on
+    writing images for a run that is gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent ended before this process could ask to end with it
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run_on_dask(scheduler: str, config: DatasetConfig, out_dir: Path, chunks: Chunks,
