@@ -333,10 +333,16 @@ def _info(args: argparse.Namespace) -> int:
 def _phantom(args: argparse.Namespace) -> int:
     from .phantoms import phantom
 
+    from .phantoms import SPACING_RANGE_MM
+
+    check_output_folder(args.out, "OUT", empty=True)
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise NeedleplanError(f"--noise must be 0 or more HU, got {args.noise:g}")
     options = {"noise_hu": args.noise}
     if args.spacing is not None:
-        if args.spacing <= 0:
-            raise NeedleplanError(f"--spacing must be positive, got {args.spacing}")
+        low, high = SPACING_RANGE_MM
+        if not low <= args.spacing <= high:
+            raise NeedleplanError(f"--spacing must be positive, within {low:g}-{high:g} mm; got {args.spacing:g}")
         options["spacing_mm"] = args.spacing
     case = phantom(seed=args.seed, **options)
     written = case.write(args.out, format=args.format)
@@ -360,6 +366,9 @@ def _segment(args: argparse.Namespace) -> int:
     for flag, path, suffix in (("--landmarks", args.landmarks, ".json"), ("--picture", args.picture, ".png")):
         if path is not None and path.suffix.lower() != suffix:
             raise NeedleplanError(f"{flag} {describe_path(path)} must be a {suffix} file")
+    for flag, path in (("-o", args.out), ("--landmarks", args.landmarks), ("--picture", args.picture)):
+        if path is not None:
+            check_output_file(path, flag)
     labels = _user_labels(args)
     for source in [args.path, *_labels_paths(labels)]:
         _refuse_writing_into(source, [args.out, args.landmarks, args.picture])
@@ -431,6 +440,66 @@ def _write_json(document: dict, path: Path) -> Path:
     return path
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, a file output that cannot be written.
+
+    Parameters
+    ----------
+    path : Path
+        The file to write (replaced when it exists).
+    flag : str
+        The option that gave it, for the message.
+
+    Raises
+    ------
+    NeedleplanError
+        ``path`` is a folder, or its folder is missing (it is never created), not a folder or not writable.
+    """
+    if path.is_dir():
+        raise NeedleplanError(f"{flag} {describe_path(path)} is a folder; give a file name")
+    _check_writable_folder(path.parent, f"{flag} {describe_path(path)}")
+
+
+def check_output_folder(path: Path, flag: str, empty: bool = False) -> None:
+    """Refuse, before any work, an output folder that cannot be used.
+
+    The folder itself is created when missing, but not its parent: a mistyped path does not grow a folder tree.
+
+    Parameters
+    ----------
+    path : Path
+        The output folder.
+    flag : str
+        The option that gave it, for the message.
+    empty : bool
+        The folder must also be missing or empty.
+
+    Raises
+    ------
+    NeedleplanError
+        ``path`` is a file, is not empty when it must be, or its parent is missing, not a folder or not writable.
+    """
+    if path.exists() and not path.is_dir():
+        raise NeedleplanError(f"{flag} {describe_path(path)} is a file; give a folder")
+    if empty and path.is_dir() and any(path.iterdir()):
+        raise NeedleplanError(f"{flag} {describe_path(path)} is not empty; choose a new or empty folder")
+    if path.is_dir():
+        _check_writable_folder(path, f"{flag} {describe_path(path)}")
+    else:
+        _check_writable_folder(path.parent, f"{flag} {describe_path(path)}")
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    where = describe_path(folder)
+    if not folder.exists():
+        raise NeedleplanError(f"{what}: the folder {where} does not exist; create it first (needleplan does not "
+                              "create folder trees)")
+    if not folder.is_dir():
+        raise NeedleplanError(f"{what}: {where} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NeedleplanError(f"{what}: cannot write into the folder {where} (permission denied)")
+
+
 def _refuse_writing_into(source: Path, outputs: Sequence[Path | None]) -> None:
     """Refuse an output that is the input or lies inside the input folder: the input is never modified."""
     source = source.resolve()
@@ -452,6 +521,7 @@ def _render(args: argparse.Namespace) -> int:
     from .needle import read_needles
 
     image_format(args.out, bits=args.bits, quantity=args.quantity)  # a bad OUT fails before any work
+    check_output_file(args.out, "-o")
     _check_render_args(args)
     try:
         carm = CArm(oblique=args.oblique, tilt=args.tilt, isocenter=args.isocenter, source_to_detector_mm=args.sid,
@@ -462,6 +532,8 @@ def _render(args: argparse.Namespace) -> int:
         raise NeedleplanError(str(exc)) from None
     needles = read_needles(args.needle_from) if args.needle_from is not None else []
     volume = load(args.path, series=args.series, resample=args.resample)
+    if args.isocenter is not None:
+        _check_isocenter(args.isocenter, volume)
     fluoro = render(volume, carm, size=args.size, needles=needles, method=args.method, energy_kev=args.energy_kev,
                     display=display)
     written = write_image(fluoro, args.out, bits=args.bits, quantity=args.quantity)
@@ -469,6 +541,23 @@ def _render(args: argparse.Namespace) -> int:
     rows, cols = fluoro.carm.detector_pixels
     print(f"wrote {written} ({cols} x {rows} pixels, {fluoro.carm.describe()}) and its geometry {sidecar.name}")
     return 0
+
+
+#: How far outside the volume's box ``--isocenter`` may lie: farther, the volume leaves the image (mm).
+ISOCENTER_MARGIN_MM = 100.0
+
+
+def _check_isocenter(point: Sequence[float], volume: "Volume") -> None:
+    """Refuse an isocentre more than :data:`ISOCENTER_MARGIN_MM` outside the volume: its image would show nothing."""
+    import numpy as np
+
+    corners = volume.corners_mm()
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    outside = float(np.linalg.norm(np.maximum(np.maximum(low - point, np.asarray(point) - high), 0.0)))
+    if outside > ISOCENTER_MARGIN_MM:
+        box = ", ".join(f"{axis} {a:.0f}..{b:.0f}" for axis, a, b in zip("XYZ", low, high, strict=True))
+        raise NeedleplanError(f"--isocenter {' '.join(f'{v:g}' for v in point)} lies {outside:.4g} mm outside the "
+                              f"volume ({box} mm, LPS); give a point within {ISOCENTER_MARGIN_MM:g} mm of it")
 
 
 def _check_render_args(args: argparse.Namespace) -> None:
@@ -506,6 +595,7 @@ def _plan(args: argparse.Namespace) -> int:
     from .plan.outputs import write_plan_outputs
 
     request = _plan_request(args)
+    check_output_folder(args.out, "-o")
     labels = _user_labels(args)
     for labels_path in _labels_paths(labels):
         _refuse_writing_into(labels_path, [args.out])
@@ -537,6 +627,7 @@ def _dataset(args: argparse.Namespace) -> int:
     global _interrupt_note
     from .dataset import make_dataset, read_config
 
+    check_output_folder(args.out, "-o")
     config = read_config(args.config)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
