@@ -1,7 +1,8 @@
 """The `needleplan` command.
 
 Every sub-command exits 0 on success. Bad input prints one line, ``needleplan: error: ...``, and exits 1
-(no traceback); wrong usage exits 2. Warnings print as ``needleplan: warning: ...``.
+(no traceback); wrong usage exits 2; Ctrl+C prints ``needleplan: interrupted`` and exits 130. Outputs are checked
+before any work; no folder tree is created for them. Warnings print as ``needleplan: warning: ...``.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     phantom = commands.add_parser("phantom", help="write the synthetic lumbar spine phantom",
                                   description="Write the synthetic lumbar spine phantom (CT, label maps and "
                                   "ground_truth.json with the exact landmarks) to a new folder.")
-    phantom.add_argument("out", type=Path, help="output folder (created; must not exist or be empty)")
+    phantom.add_argument("out", type=Path, help="output folder (created, one level: its parent must exist; must "
+                         "not exist or be empty)")
     phantom.add_argument("--format", choices=("dicom", "nifti"), default="dicom", help="CT format (default dicom)")
     phantom.add_argument("--seed", type=int, default=0, help="anatomical variation and noise seed (default 0)")
     phantom.add_argument("--spacing", type=float, default=None, metavar="MM", help="isotropic voxel spacing in mm")
@@ -117,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("path", type=Path, help="CT or MRI: DICOM folder, DICOMDIR, DICOM file, or "
                          "NIfTI/MHA/NRRD file")
     segment.add_argument("-o", "--out", type=Path, required=True, metavar="LABELS",
-                         help="label map file: .nii.gz, .nii, .mha, .mhd, .nrrd or .nhdr")
+                         help="label map file: .nii.gz, .nii, .mha, .mhd, .nrrd or .nhdr, in an existing folder")
     segment.add_argument("--landmarks", type=Path, default=None, metavar="FILE.json",
                          help="also write the numbering, vertebrae and landmarks (LPS mm) as JSON")
     segment.add_argument("--convention", choices=("verse", "totalseg"), default="verse",
@@ -144,7 +146,8 @@ def _parser() -> argparse.ArgumentParser:
         "with the detector over the back.")
     render.add_argument("path", type=Path, help="CT: DICOM folder, DICOMDIR, DICOM file, or NIfTI/MHA/NRRD file")
     render.add_argument("-o", "--out", type=Path, required=True, metavar="OUT",
-                        help="image file: .png, .tif/.tiff, .npy or .dcm; OUT.json gets the geometry")
+                        help="image file: .png, .tif/.tiff, .npy or .dcm, in an existing folder; OUT.json gets "
+                        "the geometry")
     pose = render.add_argument_group("C-arm")
     pose.add_argument("--oblique", type=float, default=0.0, metavar="DEG",
                       help="-180..180; > 0 turns the detector toward the patient's left (default 0, AP)")
@@ -193,7 +196,8 @@ def _parser() -> argparse.ArgumentParser:
         "and a 3D picture (images/), and report.html, one self-contained page for the physician. PATH 'phantom' "
         "or 'phantom:SEED' plans on the built-in phantom's CT, segmented like any CT.")
     plan.add_argument("path", help="CT: DICOM folder, DICOMDIR, DICOM file, NIfTI/MHA/NRRD file, or phantom[:SEED]")
-    plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder (created)")
+    plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR",
+                      help="output folder (created, one level: its parent must exist)")
     what = plan.add_mutually_exclusive_group()
     what.add_argument("--level", default=None, help="TFESI: vertebra above the foramen (L1-L5, S1); MBB/RFA: the "
                       "nerve (L1-L4 medial branch, L5 dorsal ramus); SI: not needed (S1)")
@@ -225,7 +229,8 @@ def _parser() -> argparse.ArgumentParser:
         "an interrupted run.")
     dataset.add_argument("config", type=Path, help="dataset config (TOML)")
     dataset.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR",
-                         help="output folder: new, empty, or one this config wrote before (resumes)")
+                         help="output folder: new (created, one level: its parent must exist), empty, or one this "
+                         "config wrote before (resumes)")
     dataset.add_argument("--workers", type=int, default=None, metavar="N",
                          help="local worker processes (default: one per core)")
     dataset.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
