@@ -60,7 +60,7 @@ def _on_interrupt(signum: int, frame: object) -> None:
 
     Exiting here, rather than raising KeyboardInterrupt wherever the program happens to be (inside numba's
     dispatcher, in a finalizer, in a library's callback, each with its own traceback), keeps it to one line.
-    Local dataset workers end with this process (they ignore SIGINT themselves).
+    Local dataset workers end with this process (they keep SIGINT blocked).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C while stopping changes nothing
     atomic = sys.modules.get(f"{__package__}.io.atomic")  # not imported here: the signal may come mid-import

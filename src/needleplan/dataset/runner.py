@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from ..errors import NeedleplanError, describe_path
@@ -260,7 +261,7 @@ def _run_in_processes(workers: int, config: DatasetConfig, out_dir: Path, chunks
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked numba thread pools
     with _sigint_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                                initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
-        with _sigint_ignored():  # the workers start now and keep SIGINT ignored (SIG_IGN is inherited)
+        with _sigint_blocked():  # the workers start now and keep SIGINT blocked (the mask is inherited)
             futures = [pool.submit(render_chunk, config, spec, name, str(out_dir), indices, 1)
                        for spec, name, indices in chunks]
         try:
@@ -273,20 +274,18 @@ def _run_in_processes(workers: int, config: DatasetConfig, out_dir: Path, chunks
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT in this process meanwhile (only the main thread may change it; elsewhere a no-op).
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile; this process gets a SIGINT that came meanwhile when it ends.
 
-    Processes started meanwhile inherit SIGINT ignored from their first instruction, so a Ctrl+C in the terminal,
-    which reaches the whole process group, interrupts only this process, which then stops them.
+    Processes started meanwhile inherit SIGINT blocked from their first instruction, so a Ctrl+C in the terminal,
+    which reaches the whole process group, never reaches them: this process alone answers it, and stops them.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    resource_tracker.ensure_running()  # start it now, not meanwhile: starting it unblocks SIGINT
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @contextlib.contextmanager
