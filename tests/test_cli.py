@@ -131,6 +131,7 @@ def small_ct(tmp_path_factory) -> Path:
 def test_render_writes_the_image_and_its_geometry(small_ct, tmp_path, capsys):
     (tmp_path / "plan.json").write_text(json.dumps({"needle": NEEDLE, "other": "plan fields"}))
     out = tmp_path / "shots" / "l4.png"
+    out.parent.mkdir()  # an image's folder must exist: render creates no folders
     argv = ["render", str(small_ct), "--oblique", "25", "--tilt", "10", "--size", "32", "--bits", "16",
             "--needle-from", str(tmp_path / "plan.json"), "--isocenter", "30", "28", "24", "-o", str(out)]
     assert main(argv) == 0

@@ -69,6 +69,7 @@ def truth_segmentation(monkeypatch):
 def test_segment_writes_totalseg_ids_landmarks_and_picture(phantom_ct, truth_segmentation, tmp_path, capsys):
     spine, engines = truth_segmentation
     out = tmp_path / "result" / "labels.nii.gz"
+    out.parent.mkdir()  # a file output's folder must exist: segment creates no folders
     argv = ["segment", str(phantom_ct), "-o", str(out), "--convention", "totalseg", "--engine", "totalsegmentator",
             "--landmarks", str(tmp_path / "result" / "landmarks.json"), "--picture", str(tmp_path / "result" / "s.png")]
     assert main(argv) == 0

@@ -1,19 +1,23 @@
 """The `needleplan` command.
 
 Every sub-command exits 0 on success. Bad input prints one line, ``needleplan: error: ...``, and exits 1
-(no traceback); wrong usage exits 2. Warnings print as ``needleplan: warning: ...``.
+(no traceback); wrong usage exits 2; Ctrl+C prints ``needleplan: interrupted`` and exits 130. Outputs are checked
+before any work; no folder tree is created for them. Warnings print as ``needleplan: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,19 +30,49 @@ if TYPE_CHECKING:
     from .volume import Volume
 
 
+#: What a Ctrl+C adds to "needleplan: interrupted" (a command with something to say sets it, e.g. dataset).
+_interrupt_note: Callable[[], str] | None = None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    warnings.showwarning = _show_warning
+    """Run the command line; returns the exit status.
+
+    Ctrl+C (SIGINT) at any moment ends the process with one line, ``needleplan: interrupted``, and status 130.
+    """
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _on_interrupt) if in_main_thread else None
     try:
+        args = _parser().parse_args(argv)
+        warnings.showwarning = _show_warning
         return int(args.run(args) or 0)
     except NeedleplanError as exc:
         print(f"needleplan: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised by code, not by the signal
         print("needleplan: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT: remove the unfinished temporary files, say so in one line and exit 130 at once.
+
+    Exiting here, rather than raising KeyboardInterrupt wherever the program happens to be (inside numba's
+    dispatcher, in a finalizer, in a library's callback, each with its own traceback), keeps it to one line.
+    Local dataset workers end with this process (they keep SIGINT blocked).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C while stopping changes nothing
+    atomic = sys.modules.get(f"{__package__}.io.atomic")  # not imported here: the signal may come mid-import
+    if atomic is not None:
+        atomic.remove_unfinished()
+    note = _interrupt_note() if _interrupt_note is not None else ""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError, ValueError):
+        print(f"needleplan: interrupted{note}", file=sys.stderr, flush=True)
+    os._exit(130)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
@@ -69,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     phantom = commands.add_parser("phantom", help="write the synthetic lumbar spine phantom",
                                   description="Write the synthetic lumbar spine phantom (CT, label maps and "
                                   "ground_truth.json with the exact landmarks) to a new folder.")
-    phantom.add_argument("out", type=Path, help="output folder (created; must not exist or be empty)")
+    phantom.add_argument("out", type=Path, help="output folder (created, one level: its parent must exist; must "
+                         "not exist or be empty)")
     phantom.add_argument("--format", choices=("dicom", "nifti"), default="dicom", help="CT format (default dicom)")
     phantom.add_argument("--seed", type=int, default=0, help="anatomical variation and noise seed (default 0)")
     phantom.add_argument("--spacing", type=float, default=None, metavar="MM", help="isotropic voxel spacing in mm")
@@ -85,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     segment.add_argument("path", type=Path, help="CT or MRI: DICOM folder, DICOMDIR, DICOM file, or "
                          "NIfTI/MHA/NRRD file")
     segment.add_argument("-o", "--out", type=Path, required=True, metavar="LABELS",
-                         help="label map file: .nii.gz, .nii, .mha, .mhd, .nrrd or .nhdr")
+                         help="label map file: .nii.gz, .nii, .mha, .mhd, .nrrd or .nhdr, in an existing folder")
     segment.add_argument("--landmarks", type=Path, default=None, metavar="FILE.json",
                          help="also write the numbering, vertebrae and landmarks (LPS mm) as JSON")
     segment.add_argument("--convention", choices=("verse", "totalseg"), default="verse",
@@ -112,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
         "with the detector over the back.")
     render.add_argument("path", type=Path, help="CT: DICOM folder, DICOMDIR, DICOM file, or NIfTI/MHA/NRRD file")
     render.add_argument("-o", "--out", type=Path, required=True, metavar="OUT",
-                        help="image file: .png, .tif/.tiff, .npy or .dcm; OUT.json gets the geometry")
+                        help="image file: .png, .tif/.tiff, .npy or .dcm, in an existing folder; OUT.json gets "
+                        "the geometry")
     pose = render.add_argument_group("C-arm")
     pose.add_argument("--oblique", type=float, default=0.0, metavar="DEG",
                       help="-180..180; > 0 turns the detector toward the patient's left (default 0, AP)")
@@ -161,7 +197,8 @@ def _parser() -> argparse.ArgumentParser:
         "and a 3D picture (images/), and report.html, one self-contained page for the physician. PATH 'phantom' "
         "or 'phantom:SEED' plans on the built-in phantom's CT, segmented like any CT.")
     plan.add_argument("path", help="CT: DICOM folder, DICOMDIR, DICOM file, NIfTI/MHA/NRRD file, or phantom[:SEED]")
-    plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder (created)")
+    plan.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR",
+                      help="output folder (created, one level: its parent must exist)")
     what = plan.add_mutually_exclusive_group()
     what.add_argument("--level", default=None, help="TFESI: vertebra above the foramen (L1-L5, S1); MBB/RFA: the "
                       "nerve (L1-L4 medial branch, L5 dorsal ramus); SI: not needed (S1)")
@@ -193,7 +230,8 @@ def _parser() -> argparse.ArgumentParser:
         "an interrupted run.")
     dataset.add_argument("config", type=Path, help="dataset config (TOML)")
     dataset.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR",
-                         help="output folder: new, empty, or one this config wrote before (resumes)")
+                         help="output folder: new (created, one level: its parent must exist), empty, or one this "
+                         "config wrote before (resumes)")
     dataset.add_argument("--workers", type=int, default=None, metavar="N",
                          help="local worker processes (default: one per core)")
     dataset.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
@@ -301,10 +339,16 @@ def _info(args: argparse.Namespace) -> int:
 def _phantom(args: argparse.Namespace) -> int:
     from .phantoms import phantom
 
+    from .phantoms import SPACING_RANGE_MM
+
+    check_output_folder(args.out, "OUT", empty=True)
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise NeedleplanError(f"--noise must be 0 or more HU, got {args.noise:g}")
     options = {"noise_hu": args.noise}
     if args.spacing is not None:
-        if args.spacing <= 0:
-            raise NeedleplanError(f"--spacing must be positive, got {args.spacing}")
+        low, high = SPACING_RANGE_MM
+        if not low <= args.spacing <= high:
+            raise NeedleplanError(f"--spacing must be positive, within {low:g}-{high:g} mm; got {args.spacing:g}")
         options["spacing_mm"] = args.spacing
     case = phantom(seed=args.seed, **options)
     written = case.write(args.out, format=args.format)
@@ -328,6 +372,9 @@ def _segment(args: argparse.Namespace) -> int:
     for flag, path, suffix in (("--landmarks", args.landmarks, ".json"), ("--picture", args.picture, ".png")):
         if path is not None and path.suffix.lower() != suffix:
             raise NeedleplanError(f"{flag} {describe_path(path)} must be a {suffix} file")
+    for flag, path in (("-o", args.out), ("--landmarks", args.landmarks), ("--picture", args.picture)):
+        if path is not None:
+            check_output_file(path, flag)
     labels = _user_labels(args)
     for source in [args.path, *_labels_paths(labels)]:
         _refuse_writing_into(source, [args.out, args.landmarks, args.picture])
@@ -399,6 +446,66 @@ def _write_json(document: dict, path: Path) -> Path:
     return path
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, a file output that cannot be written.
+
+    Parameters
+    ----------
+    path : Path
+        The file to write (replaced when it exists).
+    flag : str
+        The option that gave it, for the message.
+
+    Raises
+    ------
+    NeedleplanError
+        ``path`` is a folder, or its folder is missing (it is never created), not a folder or not writable.
+    """
+    if path.is_dir():
+        raise NeedleplanError(f"{flag} {describe_path(path)} is a folder; give a file name")
+    _check_writable_folder(path.parent, f"{flag} {describe_path(path)}")
+
+
+def check_output_folder(path: Path, flag: str, empty: bool = False) -> None:
+    """Refuse, before any work, an output folder that cannot be used.
+
+    The folder itself is created when missing, but not its parent: a mistyped path does not grow a folder tree.
+
+    Parameters
+    ----------
+    path : Path
+        The output folder.
+    flag : str
+        The option that gave it, for the message.
+    empty : bool
+        The folder must also be missing or empty.
+
+    Raises
+    ------
+    NeedleplanError
+        ``path`` is a file, is not empty when it must be, or its parent is missing, not a folder or not writable.
+    """
+    if path.exists() and not path.is_dir():
+        raise NeedleplanError(f"{flag} {describe_path(path)} is a file; give a folder")
+    if empty and path.is_dir() and any(path.iterdir()):
+        raise NeedleplanError(f"{flag} {describe_path(path)} is not empty; choose a new or empty folder")
+    if path.is_dir():
+        _check_writable_folder(path, f"{flag} {describe_path(path)}")
+    else:
+        _check_writable_folder(path.parent, f"{flag} {describe_path(path)}")
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    where = describe_path(folder)
+    if not folder.exists():
+        raise NeedleplanError(f"{what}: the folder {where} does not exist; create it first (needleplan does not "
+                              "create folder trees)")
+    if not folder.is_dir():
+        raise NeedleplanError(f"{what}: {where} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NeedleplanError(f"{what}: cannot write into the folder {where} (permission denied)")
+
+
 def _refuse_writing_into(source: Path, outputs: Sequence[Path | None]) -> None:
     """Refuse an output that is the input or lies inside the input folder: the input is never modified."""
     source = source.resolve()
@@ -420,6 +527,7 @@ def _render(args: argparse.Namespace) -> int:
     from .needle import read_needles
 
     image_format(args.out, bits=args.bits, quantity=args.quantity)  # a bad OUT fails before any work
+    check_output_file(args.out, "-o")
     _check_render_args(args)
     try:
         carm = CArm(oblique=args.oblique, tilt=args.tilt, isocenter=args.isocenter, source_to_detector_mm=args.sid,
@@ -430,6 +538,8 @@ def _render(args: argparse.Namespace) -> int:
         raise NeedleplanError(str(exc)) from None
     needles = read_needles(args.needle_from) if args.needle_from is not None else []
     volume = load(args.path, series=args.series, resample=args.resample)
+    if args.isocenter is not None:
+        _check_isocenter(args.isocenter, volume)
     fluoro = render(volume, carm, size=args.size, needles=needles, method=args.method, energy_kev=args.energy_kev,
                     display=display)
     written = write_image(fluoro, args.out, bits=args.bits, quantity=args.quantity)
@@ -437,6 +547,23 @@ def _render(args: argparse.Namespace) -> int:
     rows, cols = fluoro.carm.detector_pixels
     print(f"wrote {written} ({cols} x {rows} pixels, {fluoro.carm.describe()}) and its geometry {sidecar.name}")
     return 0
+
+
+#: How far outside the volume's box ``--isocenter`` may lie: farther, the volume leaves the image (mm).
+ISOCENTER_MARGIN_MM = 100.0
+
+
+def _check_isocenter(point: Sequence[float], volume: "Volume") -> None:
+    """Refuse an isocentre more than :data:`ISOCENTER_MARGIN_MM` outside the volume: its image would show nothing."""
+    import numpy as np
+
+    corners = volume.corners_mm()
+    low, high = corners.min(axis=0), corners.max(axis=0)
+    outside = float(np.linalg.norm(np.maximum(np.maximum(low - point, np.asarray(point) - high), 0.0)))
+    if outside > ISOCENTER_MARGIN_MM:
+        box = ", ".join(f"{axis} {a:.0f}..{b:.0f}" for axis, a, b in zip("XYZ", low, high, strict=True))
+        raise NeedleplanError(f"--isocenter {' '.join(f'{v:g}' for v in point)} lies {outside:.4g} mm outside the "
+                              f"volume ({box} mm, LPS); give a point within {ISOCENTER_MARGIN_MM:g} mm of it")
 
 
 def _check_render_args(args: argparse.Namespace) -> None:
@@ -474,6 +601,7 @@ def _plan(args: argparse.Namespace) -> int:
     from .plan.outputs import write_plan_outputs
 
     request = _plan_request(args)
+    check_output_folder(args.out, "-o")
     labels = _user_labels(args)
     for labels_path in _labels_paths(labels):
         _refuse_writing_into(labels_path, [args.out])
@@ -502,20 +630,28 @@ def _plan(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
+    global _interrupt_note
     from .dataset import make_dataset, read_config
 
+    check_output_folder(args.out, "-o")
     config = read_config(args.config)
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise NeedleplanError(f"--workers must be 1 or more, got {workers}")
+
+    def finished() -> str:
+        count = sum(1 for p in (Path(args.out) / "labels").rglob("*.json") if not p.name.startswith(".part-"))
+        return f"; {count} images are finished in {args.out}; run the same command again to make the rest"
+
+    _interrupt_note = None if args.dry_run else finished
     try:
         summary = make_dataset(config, args.out, workers=workers, scheduler=args.scheduler, dry_run=args.dry_run,
                                progress=not args.no_progress)
-    except KeyboardInterrupt:
-        finished = sum(1 for _ in (Path(args.out) / "labels").rglob("*.json"))
-        print(f"needleplan: interrupted; {finished} images are finished in {args.out}; run the same command "
-              "again to make the rest", file=sys.stderr)
+    except KeyboardInterrupt:  # raised while the local workers render: they were stopped first
+        print(f"needleplan: interrupted{finished()}", file=sys.stderr)
         return 130
+    finally:
+        _interrupt_note = None
     for line in summary.lines():
         print(line)
     return 0

@@ -26,6 +26,9 @@ SIDES = ("left", "right")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: What ``level_at`` may name, as ``npl.segment(anchors=...)`` takes it: a level (C1-L5, S1) or a disc ("L4-L5").
 ANCHOR_NAMES = (*COUNTED, "S1", *(f"{upper}-{lower}" for upper, lower in zip(COUNTED, (*COUNTED[1:], "S1"))))
+#: Most images one case may get, and one config in all: a larger count is a typing error, not a dataset.
+MAX_IMAGES_PER_CASE = 1_000_000
+MAX_IMAGES = 10_000_000
 #: The keys that name or confirm a scan's levels (a phantom's are its recipe's truth).
 LEVEL_KEYS = ("labels", "labels_convention", "level_at", "levels_confirmed")
 
@@ -188,7 +191,7 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, where: str 
     config = DatasetConfig(
         cases=cases,
         seed=reader.integer(top, "seed", 0, low=0),
-        images_per_case=reader.integer(top, "images_per_case", 100, low=0),
+        images_per_case=reader.integer(top, "images_per_case", 100, low=0, high=MAX_IMAGES_PER_CASE),
         poses=_poses(reader, reader.table(top.get("poses", {}), "poses", tuple(PoseSpec.__dataclass_fields__))),
         needles=_needles(reader, reader.table(top.get("needles", {}), "needles",
                                               tuple(NeedleSpec.__dataclass_fields__))),
@@ -196,6 +199,9 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, where: str 
                                               tuple(ImagingSpec.__dataclass_fields__))),
         output=_output(reader, reader.table(top.get("output", {}), "output", tuple(OutputSpec.__dataclass_fields__))),
     )
+    total = sum(config.images_of(case) for case in cases)
+    if total > MAX_IMAGES:
+        reader.fail("images_per_case", f"and the cases' images ask for {total} images in all; at most {MAX_IMAGES}")
     return config
 
 
@@ -217,7 +223,7 @@ def _case(reader: "_Reader", item: Any, index: int, base: Path | None) -> CaseSp
         phantom=reader.integer(table, "phantom", None, low=0, prefix=key),
         spacing_mm=reader.number(table, "spacing_mm", 1.0, low=0.5, high=5.0, prefix=key),
         name=name,
-        images=reader.integer(table, "images", None, low=0, prefix=key),
+        images=reader.integer(table, "images", None, low=0, high=MAX_IMAGES_PER_CASE, prefix=key),
         labels=_file_name(reader, table, "labels", base, prefix=key),
         labels_convention=reader.choice(table, "labels_convention", "auto", CONVENTIONS, prefix=key)
         if "labels" in table else None,

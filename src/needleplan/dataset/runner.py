@@ -8,16 +8,21 @@ the missing ones, and the result does not depend on the number of workers or the
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import multiprocessing
+import os
 import re
 import shutil
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from multiprocessing import resource_tracker
 from pathlib import Path
 
 from ..errors import NeedleplanError, describe_path
@@ -33,6 +38,8 @@ CHUNK_IMAGES = 8
 DATASET_FILE = "dataset.json"
 _SCHEDULER = re.compile(r"^(tcp|tls)://[^\s/:]+:\d{1,5}$")
 _DATASET_FOLDERS = ("images", "masks", "labels", "cases")
+#: prctl(2) option: the signal a process gets when its parent ends (Linux).
+_PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -250,17 +257,69 @@ Chunks = list[tuple[CaseSpec, str, list[int]]]
 
 def _run_in_processes(workers: int, config: DatasetConfig, out_dir: Path, chunks: Chunks,
                       advance: Callable[[int], None]) -> None:
+    """Render the chunks in local worker processes that die with this one and leave Ctrl+C to it."""
     context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked numba thread pools
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(render_chunk, config, spec, name, str(out_dir), indices, 1)
-                   for spec, name, indices in chunks]
+    with _sigint_raises(), ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                                               initializer=_die_with_parent, initargs=(os.getpid(),)) as pool:
+        with _sigint_blocked():  # the workers start now and keep SIGINT blocked (the mask is inherited)
+            futures = [pool.submit(render_chunk, config, spec, name, str(out_dir), indices, 1)
+                       for spec, name, indices in chunks]
         try:
             for future in as_completed(futures):
                 advance(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
+        except BaseException:  # stop the running chunks now; the pool then fails the others (3.14: kill_workers)
+            for process in list(pool._processes.values()):
+                process.terminate()
             raise
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile; this process gets a SIGINT that came meanwhile when it ends.
+
+    Processes started meanwhile inherit SIGINT blocked from their first instruction, so a Ctrl+C in the terminal,
+    which reaches the whole process group, never reaches them: this process alone answers it, and stops them.
+    """
+    resource_tracker.ensure_running()  # start it now, not meanwhile: starting it unblocks SIGINT
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _sigint_raises() -> Iterator[None]:
+    """Let SIGINT raise KeyboardInterrupt meanwhile (main thread only), whatever handler the caller installed.
+
+    While it waits for its workers this process is at a safe place to stop: the pool is then shut down properly
+    and leaves nothing behind (its semaphores), unlike a process that exits at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Start of a local worker: end this process when ``parent_pid`` ends, even by SIGKILL, so no worker goes on
+    writing images for a run that is gone."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    else:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    if os.getppid() != parent_pid:  # the parent ended before this process could ask to end with it
+        os._exit(1)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run_on_dask(scheduler: str, config: DatasetConfig, out_dir: Path, chunks: Chunks,

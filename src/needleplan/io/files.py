@@ -75,8 +75,8 @@ def read_image_file(path: str | Path, modality: str | None = None) -> Volume:
     voxels = sitk.GetArrayFromImage(image)
     if min(voxels.shape) == 1 and voxels.shape[0] == 1:
         raise SingleSliceError(f"{describe_path(path)} holds a single slice; a volume needs at least two")
-    if not np.all(np.isfinite(voxels)) and voxels.dtype.kind == "f":
-        raise CorruptFileError(f"{describe_path(path)} contains NaN or infinite voxel values")
+    if voxels.dtype.kind == "f":
+        _refuse_nonfinite(path, int(voxels.size - np.count_nonzero(np.isfinite(voxels))), voxels.size)
     affine = affine_from_geometry(
         np.array(image.GetSpacing()), np.array(image.GetOrigin()), np.array(image.GetDirection())
     )
@@ -119,10 +119,19 @@ def _itk_detail(exc: RuntimeError) -> str:
     return re.sub(r"^ITK ERROR: \w+\(0x[0-9a-f]+\): ", "", detail)[:200].rstrip(".")
 
 
-def _check_nifti(path: Path) -> None:
-    """Refuse a NIfTI file that ends before its voxels do, or whose voxel spacing is not a positive number.
+def _refuse_nonfinite(path: Path, count: int, total: int) -> None:
+    """Refuse an image with NaN or infinite voxels: any value put in their place would be a guess."""
+    if count:
+        raise CorruptFileError(f"{describe_path(path)} contains {count} NaN or infinite voxel values (of {total}); "
+                               "needleplan does not guess what they should be: fix or re-export the image")
 
-    ITK reads both silently: missing voxels become zeros, and an invalid pixdim is replaced by a guess.
+
+def _check_nifti(path: Path) -> None:
+    """Refuse a NIfTI file that ends before its voxels do, whose voxel spacing is not a positive number, or whose
+    floating-point voxels include NaN or infinity.
+
+    ITK reads all three silently: missing voxels become zeros, an invalid pixdim is replaced by a guess, and NaN
+    and infinite voxels become zeros.
     """
     name = path.name.lower()
     if not name.endswith((".nii", ".nii.gz")):
@@ -133,7 +142,7 @@ def _check_nifti(path: Path) -> None:
             header = _nifti_header(fp.read(540))
         if header is None:
             return
-        needed, spacing = header
+        needed, spacing, offset, float_type = header
         if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
             raise GeometryError(
                 f"NIfTI file {describe_path(path)} gives voxel spacing (pixdim) {tuple(float(v) for v in spacing)}; "
@@ -156,19 +165,38 @@ def _check_nifti(path: Path) -> None:
             f"image file {describe_path(path)} holds {size} bytes{' uncompressed' if compressed else ''}, its "
             f"header needs {needed}: the file is truncated; copy or download it again"
         )
+    if float_type is not None:
+        _refuse_nonfinite(path, *_count_nonfinite(path, compressed, offset, needed, float_type))
 
 
-def _nifti_header(header: bytes) -> tuple[int, np.ndarray] | None:
-    """From a NIfTI-1 or NIfTI-2 header: the bytes the file needs (voxel offset + voxel data) and the spatial
-    voxel spacings (pixdim 1-3, as many as there are dimensions); None when the header is not NIfTI."""
+def _count_nonfinite(path: Path, compressed: bool, offset: int, end: int, dtype: np.dtype) -> tuple[int, int]:
+    """NaN and infinite values among the voxels stored at bytes ``offset``..``end`` of a file; and all voxels."""
+    chunk = (1 << 22) // dtype.itemsize * dtype.itemsize
+    bad = 0
+    with (gzip.open(path, "rb") if compressed else open(path, "rb")) as fp:
+        fp.seek(offset)
+        left = end - offset
+        while left > 0 and (data := fp.read(min(chunk, left))):
+            left -= len(data)
+            values = np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
+            bad += values.size - int(np.count_nonzero(np.isfinite(values)))
+    return bad, (end - offset) // dtype.itemsize
+
+
+def _nifti_header(header: bytes) -> tuple[int, np.ndarray, int, np.dtype | None] | None:
+    """From a NIfTI-1 or NIfTI-2 header: the bytes the file needs (voxel offset + voxel data), the spatial voxel
+    spacings (pixdim 1-3, as many as there are dimensions), the voxel offset and the voxels' type when it is
+    floating point (else None); None when the header is not NIfTI."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(f"{endian}i", header[:4])[0] == 348:
+            datatype = struct.unpack(f"{endian}h", header[70:72])[0]
             dims = struct.unpack(f"{endian}8h", header[40:56])
             bitpix = struct.unpack(f"{endian}h", header[72:74])[0]
             pixdim = struct.unpack(f"{endian}8f", header[76:108])
             offset = struct.unpack(f"{endian}f", header[108:112])[0]
             break
         if len(header) >= 540 and struct.unpack(f"{endian}i", header[:4])[0] == 540:
+            datatype = struct.unpack(f"{endian}h", header[12:14])[0]
             dims = struct.unpack(f"{endian}8q", header[16:80])
             bitpix = struct.unpack(f"{endian}h", header[14:16])[0]
             pixdim = struct.unpack(f"{endian}8d", header[104:168])
@@ -180,7 +208,8 @@ def _nifti_header(header: bytes) -> tuple[int, np.ndarray] | None:
         return None
     count = int(np.prod([max(int(d), 1) for d in dims[1:dims[0] + 1]], dtype=object))
     spacing = np.array(pixdim[1:1 + min(dims[0], 3)], dtype=np.float64)
-    return max(int(offset), 0) + (count * bitpix + 7) // 8, spacing
+    float_type = {16: np.dtype(f"{endian}f4"), 64: np.dtype(f"{endian}f8")}.get(datatype)
+    return max(int(offset), 0) + (count * bitpix + 7) // 8, spacing, max(int(offset), 0), float_type
 
 
 def _gunzipped_size(path: Path) -> int:

@@ -15,6 +15,7 @@ about 2 s on one core. Building paints each part only over its bounding box in i
 from __future__ import annotations
 
 import copy
+import math
 import functools
 import tomllib
 from pathlib import Path
@@ -118,6 +119,14 @@ def _direction(direction: np.ndarray | None) -> np.ndarray:
     return axes / lengths
 
 
+#: Voxel spacings the command line offers (mm): finer needs more memory than most computers have.
+SPACING_RANGE_MM = (0.5, 5.0)
+#: The largest phantom grid built (about 12 GiB to build); at 0.5 mm the default phantom has about 2.5e8 voxels.
+MAX_VOXELS = 400_000_000
+#: Memory a phantom's build needs per voxel (peak, measured; bytes).
+BYTES_PER_VOXEL = 32
+
+
 def phantom(
     seed: int = 0,
     *,
@@ -172,6 +181,13 @@ def phantom(
     anatomy = build_anatomy(recipe, float(margin_mm))
 
     affine, shape = _grid(anatomy.region_mm, spacing, axes)
+    voxels = math.prod(shape)
+    if voxels > MAX_VOXELS:
+        raise NeedleplanError(
+            f"a phantom at spacing {spacing_mm} mm would have {voxels:.3g} voxels and need about "
+            f"{voxels * BYTES_PER_VOXEL / 2**30:.3g} GiB of memory; at most {MAX_VOXELS:.3g} voxels are built: "
+            "use a coarser spacing (0.5 mm or more at scale 1)"
+        )
     painted = paint(anatomy.parts, affine, shape)
     material_hu = np.array([recipe["materials"][name] for name in MATERIALS], dtype=np.float64)
     ct, labels, structures = volumes_from_paint(painted, affine, material_hu, int(seed), float(noise_hu), noise_rng)
