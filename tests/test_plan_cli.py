@@ -201,3 +201,8 @@ def test_the_report_is_written_as_a_pdf_and_a_dicom_encapsulated_pdf(ct_file, tm
     assert views and {v.StudyInstanceUID for v in views} == {document.StudyInstanceUID}
     assert document.SeriesInstanceUID not in {v.SeriesInstanceUID for v in views}
 
+
+
+def test_practice_refuses_an_unknown_procedure_before_loading_anything(tmp_path, capsys):
+    code, _, stderr = run(["practice", str(tmp_path / "missing.nii.gz"), "--procedure", "cervical"], capsys)
+    assert code == 1 and "unknown procedure 'cervical'; choose one of tfesi, mbb, si, rfa" in stderr, stderr

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import NeedleplanError, describe_path
-from .plan.procedures import FACET_JOINT_PROCEDURES, PROCEDURES, get_procedure
 
 if TYPE_CHECKING:
     from .anatomy import Spine
@@ -247,8 +246,8 @@ def _parser() -> argparse.ArgumentParser:
         "it. Every session is logged in --log-dir and can be gone through again with --review.")
     practice.add_argument("case", type=Path, nargs="?", default=None,
                           help="CT: DICOM folder or file, NIfTI, MHA or NRRD (default: the built-in phantom)")
-    practice.add_argument("--procedure", choices=PROCEDURES, default="tfesi",
-                          help="default tfesi")
+    practice.add_argument("--procedure", default="tfesi", metavar="NAME",
+                          help="tfesi, mbb, rfa or si (default tfesi)")
     practice.add_argument("--level", default=None, help="vertebra level (default L4; S1 for si)")
     practice.add_argument("--side", choices=("left", "right"), default="left", help="default left")
     practice.add_argument("--seed", type=int, default=0, help="phantom seed when no CASE is given (default 0)")
@@ -315,7 +314,10 @@ def _labels_paths(labels: Path | dict[str, Path] | None) -> list[Path]:
 
 
 def _practice(args: argparse.Namespace) -> int:
+    from .plan.procedures import get_procedure
     from .practice.app import run_practice
+
+    get_procedure(args.procedure)  # an unknown procedure is refused before the case is loaded
 
     return run_practice(args.case, procedure=args.procedure, level=args.level, side=args.side, seed=args.seed,
                         host=args.host, port=args.port, log_dir=args.log_dir, max_sessions=args.max_sessions,
@@ -661,6 +663,7 @@ def _plan_request(args: argparse.Namespace):  # noqa: ANN202
     """Check the plan arguments before any work; returns spine -> (plans, skipped)."""
     from .anatomy import LEVEL_ORDER, SIDES
     from .plan import plan, plan_all, plan_joint
+    from .plan.procedures import FACET_JOINT_PROCEDURES, PROCEDURES, get_procedure
 
     if not 64 <= args.size <= 4096:
         raise NeedleplanError(f"--size must be within 64-4096 pixels, got {args.size}")
