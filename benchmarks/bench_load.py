@@ -68,7 +68,7 @@ def make_series(folder: Path, slices: int) -> Path:
         shutil.rmtree(staging)
     files = needleplan.io.write_ct_series(volume, staging)
     order = rng.permutation(len(files))
-    for new_index, path in zip(order, files):
+    for new_index, path in zip(order, files, strict=True):
         path.rename(staging / f"IMG{new_index:05d}")  # names no longer follow slice order
     staging.rename(folder)
     return folder

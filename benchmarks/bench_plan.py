@@ -8,12 +8,13 @@ Cases (each segmented once with ``npl.segment``; segmentation is not part of the
 - **shared CT** (``totalseg_example_abdomen_ct``, 3 mm): every procedure, level and side it holds;
 - **phantom** (seed 0, 1 mm): the 5 lumbar levels x 2 sides x 4 procedures of the issue (plus S1 TFESI).
 
-Time: ``plan_all`` on a fresh copy of the label map each run, so that the planner's per-spine scene (masks,
-k-d trees, planes) is rebuilt and counted; the first call (numba compile or cache load) is reported apart, then
-the median of ``--repeats`` runs. Accuracy: each phantom plan's target against the analytic target (the procedure's definition on
-the recipe geometry, :func:`needleplan.phantoms.targets.analytic_target`, which does not import the planner), planned on the phantom's exact Spine
-and on its segmentation. There is no open planner for these procedures to run side by side (CLINICAL.md section
-8), so the time is compared with the issue's budget (5 s on 2 cores).
+Time: ``plan_all`` on a fresh copy of the label map each run, so that the planner's per-spine scene (masks, k-d
+trees, planes) is rebuilt and counted; the first call (numba compile or cache load) is reported apart, then the
+median of ``--repeats`` runs. Accuracy: each phantom plan's target against the analytic target (the procedure's
+definition on the recipe geometry, :func:`needleplan.phantoms.targets.analytic_target`, which does not import the
+planner), planned on the phantom's exact Spine and on its segmentation. There is no open planner for these
+procedures to run side by side (CLINICAL.md section 8), so the time is compared with the issue's budget (5 s on 2
+cores).
 Prints Markdown; with ``--write`` replaces the "## Planning" section of benchmarks/RESULTS.md.
 """
 
@@ -110,8 +111,8 @@ def procedure_table(plans) -> list[str]:
             rfa = (f"{max(p.lesion.electrode_to_nerve_deg for p in good):.0f} / "
                    f"{min(p.lesion.nerve_captured_mm for p in good):.1f}")
         rows.append(f"| {kind} | {len(made)} | {len(good)} | {skipped} | {span([p.depth_mm for p in good])} | "
-                    f"{span(oblique)} | {span([p.tilt_deg if kind == 'si' else p.tilt_from_endplate_deg for p in good])}"
-                    f" | {rfa} |")
+                    f"{span(oblique)} | "
+                    f"{span([p.tilt_deg if kind == 'si' else p.tilt_from_endplate_deg for p in good])} | {rfa} |")
     return rows
 
 

@@ -3,11 +3,11 @@ shapes (VerSe's hand-corrected masks) judged by the reference finders of :mod:`r
 
 The VerSe masks come without their CT; each gets a simple CT built from its labels (cortex, cancellous bone, soft
 tissue). The landmark code is judged on exactly VerSe's masks, given to ``npl.segment`` as the user's own labels
-(case "verse010"); the whole pipeline, whose watershed split makes its own masks, is judged apart (case
-"verse010 split"), so that a split error is not read as a landmark error. Thresholds are what a physician tolerates: a needle target within
-3 mm (CLINICAL.md section 7, TFESI and MBB tolerance) at the median, and within 5 mm for 9 in 10 (an error the
-first fluoroscopy shot corrects, well under an expert's free-hand 7.6 mm). A landmark that misses them is marked
-``xfail`` with its measured figures, never given a looser threshold.
+(case "verse010"); the whole pipeline, whose watershed split makes its own masks, is judged apart (case "verse010
+split"), so that a split error is not read as a landmark error. Thresholds are what a physician tolerates: a needle
+target within 3 mm (CLINICAL.md section 7, TFESI and MBB tolerance) at the median, and within 5 mm for 9 in 10 (an
+error the first fluoroscopy shot corrects, well under an expert's free-hand 7.6 mm). A landmark that misses them is
+marked ``xfail`` with its measured figures, never given a looser threshold.
 """
 
 from __future__ import annotations

@@ -211,7 +211,8 @@ def test_each_bone_is_one_piece():
         _, pieces = ndimage.label(case.labels.voxels == label, structure=np.ones((3, 3, 3)))
         assert pieces == 1, label
     for side in ("left", "right"):
-        _, pieces = ndimage.label(case.structures.voxels == STRUCTURE_IDS[f"ilium_{side}"], structure=np.ones((3, 3, 3)))
+        _, pieces = ndimage.label(case.structures.voxels == STRUCTURE_IDS[f"ilium_{side}"],
+                                  structure=np.ones((3, 3, 3)))
         assert pieces == 1, side
 
 

@@ -240,7 +240,7 @@ def _electrode_check(plan) -> tuple[float, float]:
     centre = plan.needle.tip_mm - 0.5 * length * plan.direction
     t = np.linspace(0.0, 1.0, 2001)[:, None]
     captured = 0.0
-    for a, b in zip(plan.nerve[1:-1], plan.nerve[2:]):  # the neck: second vertex to the notch
+    for a, b in zip(plan.nerve[1:-1], plan.nerve[2:], strict=True):  # the neck: second vertex to the notch
         points = a + t * (b - a)
         along = (points - centre) @ plan.direction
         across = np.linalg.norm(points - centre - along[:, None] * plan.direction, axis=1)

@@ -171,7 +171,7 @@ def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, t
     assert len(pngs) == len(files) >= 4 and {p.name for p in (out / "dicom").glob("*.dcm")} - {f.name for f in files} \
         == {"report.dcm"}
     series = set()
-    for png, dcm in zip(pngs, files):
+    for png, dcm in zip(pngs, files, strict=True):
         assert png.stem == dcm.stem
         ds = pydicom.dcmread(dcm)
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7"  # Secondary Capture Image Storage

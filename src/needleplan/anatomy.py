@@ -249,7 +249,7 @@ class Spine:
         return list(self.vertebrae)
 
     def renumber(self, anchors: dict[str, Any]) -> Spine:
-        """A copy whose levels are named from levels the user names at points; see :func:`needleplan.levels.renumber`."""
+        """A copy whose levels are named from levels the user names at points (:func:`needleplan.levels.renumber`)."""
         from .levels import renumber
 
         return renumber(self, anchors)

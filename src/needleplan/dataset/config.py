@@ -25,7 +25,8 @@ SIDES = ("left", "right")
 #: Case names become file names: letters, digits, dot, dash, underscore.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: What ``level_at`` may name, as ``npl.segment(anchors=...)`` takes it: a level (C1-L5, S1) or a disc ("L4-L5").
-ANCHOR_NAMES = (*COUNTED, "S1", *(f"{upper}-{lower}" for upper, lower in zip(COUNTED, (*COUNTED[1:], "S1"))))
+ANCHOR_NAMES = (*COUNTED, "S1",
+                *(f"{upper}-{lower}" for upper, lower in zip(COUNTED, (*COUNTED[1:], "S1"), strict=True)))
 #: Most images one case may get, and one config in all: a larger count is a typing error, not a dataset.
 MAX_IMAGES_PER_CASE = 1_000_000
 MAX_IMAGES = 10_000_000

@@ -115,7 +115,8 @@ def _direction(direction: np.ndarray | None) -> np.ndarray:
     axes = np.asarray(direction, dtype=np.float64)
     lengths = np.linalg.norm(axes, axis=0) if axes.shape == (3, 3) else np.zeros(3)
     if not np.all(np.isfinite(axes)) or np.any(lengths < 1e-9) or abs(np.linalg.det(axes / lengths)) < 1e-6:
-        raise GeometryError(f"direction must be a 3x3 matrix of non-parallel columns (LPS axes of i, j, k), got {direction!r}")
+        raise GeometryError("direction must be a 3x3 matrix of non-parallel columns (LPS axes of i, j, k), "
+                            f"got {direction!r}")
     return axes / lengths
 
 

@@ -101,7 +101,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
     levels = {name: level_layout(name, frames[name], recipe["levels"][name], shared) for name in order}
     facets = {
         lower: facet_layout(levels[lower], levels[upper] if upper else None, shared)
-        for upper, lower in zip([None, *order[:-1]], order)
+        for upper, lower in zip([None, *order[:-1]], order, strict=True)
     }
     slope = recipe["curvature"]["sacral_slope_deg"]
     pelvic = Frame(np.zeros(3), tilted_axes(slope - recipe["si_joint"]["reference_sacral_slope_deg"]))
@@ -115,7 +115,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
         pelvis_marks.update({f"{name}_{key}": point for name, point in marks.items()})
     sacrum = paint_sacrum(bones, levels["S1"], facets["S1"], joints, recipe["sacrum"], shared)
     sacral_parts = bones.finish_bone()
-    for upper, lower in zip(order[-2::-1], order[:0:-1]):  # L5 (below it S1) up to L1
+    for upper, lower in zip(order[-2::-1], order[:0:-1], strict=True):  # L5 (below it S1) up to L1
         level = levels[upper]
         paint_lumbar(bones, level, shared)
         paint_facet_boxes(bones, level, facets[upper], "sap", level.label, shell)
@@ -124,7 +124,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
         bones.finish_bone()
 
     late = Painter()
-    for upper, lower in zip(order[:-1], order[1:]):
+    for upper, lower in zip(order[:-1], order[1:], strict=True):
         name = f"{upper}_{lower}"
         solid = disc_solid(levels[upper], levels[lower], recipe["discs"]["bulge_mm"], shared["disc_heights_mm"][name])
         late.add(solid, "disc", 0, f"disc_{name}")
@@ -147,7 +147,7 @@ def build_anatomy(recipe: dict, margin_mm: float = 10.0) -> Anatomy:
         late.add(slab, "joint_space", 0, f"si_joint_{key}")
 
     landmarks: dict[str, Any] = {}
-    for upper, lower in zip(order[:-1], order[1:]):
+    for upper, lower in zip(order[:-1], order[1:], strict=True):
         landmarks[upper] = level_landmarks(levels[upper], levels[lower], facets[upper], facets[lower], shared)
     root_end: dict[str, Any] = {}
     for key, (front, back) in channels.items():

@@ -63,7 +63,7 @@ def paint(parts: tuple[Part, ...], index_to_world: np.ndarray, shape_zyx: tuple[
     maps = [np.zeros(shape_zyx, dtype=np.uint8) for _ in range(3)]
     size_ijk = np.array(shape_zyx[::-1])
     inverse = np.linalg.inv(affine)
-    for part, codes in zip(parts, _part_codes(parts)):
+    for part, codes in zip(parts, _part_codes(parts), strict=True):
         ijk = part.solid.corners_mm() @ inverse[:3, :3].T + inverse[:3, 3]
         lower = np.maximum(np.ceil(ijk.min(axis=0) - 1e-9), 0).astype(int)
         upper = np.minimum(np.floor(ijk.max(axis=0) + 1e-9) + 1, size_ijk).astype(int)
@@ -74,7 +74,7 @@ def paint(parts: tuple[Part, ...], index_to_world: np.ndarray, shape_zyx: tuple[
             k_end = min(k + slab, upper[2])
             inside = part.solid.contains_on_grid(affine, (lower[0], lower[1], k), (upper[0], upper[1], k_end))
             window = (slice(k, k_end), slice(lower[1], upper[1]), slice(lower[0], upper[0]))
-            for values, code in zip(maps, codes):
+            for values, code in zip(maps, codes, strict=True):
                 values[window][inside] = code
     return PointProperties(*maps)
 
@@ -83,11 +83,11 @@ def properties_at(parts: tuple[Part, ...], points_mm: np.ndarray) -> PointProper
     """Material, label and structure ids (uint8, (N,)) of the top-most part at each world point (N, 3)."""
     points = np.reshape(np.asarray(points_mm, dtype=np.float64), (-1, 3))
     out = [np.zeros(len(points), dtype=np.uint8) for _ in range(3)]
-    for part, codes in zip(parts, _part_codes(parts)):
+    for part, codes in zip(parts, _part_codes(parts), strict=True):
         low, high = part.solid.bounding_box()
         near = np.flatnonzero(np.all((points >= low) & (points <= high), axis=1))
         inside = near[part.solid.contains(points[near])]
-        for values, code in zip(out, codes):
+        for values, code in zip(out, codes, strict=True):
             values[inside] = code
     return PointProperties(*out)
 
@@ -258,7 +258,7 @@ class PhantomCase:
             "label_ids": {**{name: VERTEBRA_LABELS[name] for name in LUMBAR_LEVELS}, "sacrum": VERTEBRA_LABELS["S1"]},
             "structure_ids": dict(STRUCTURE_IDS),
             "materials": {name: {"id": index, "hu": float(hu)} for index, (name, hu) in
-                          enumerate(zip(MATERIALS, self.material_hu))},
+                          enumerate(zip(MATERIALS, self.material_hu, strict=True))},
             "landmarks": self.landmarks,
             "recipe": self.recipe,
         }

@@ -24,7 +24,7 @@ def canal_solid(level: Level, top: tuple[np.ndarray, np.ndarray], bottom: tuple[
         (np.abs(outline[:, 0]).max() + 1.0, 0.5 * (apex_y - front_y) + 1.0, half_z),
         level.frame.axes,
     )
-    for start, end in zip(outline, np.roll(outline, -1, axis=0)):
+    for start, end in zip(outline, np.roll(outline, -1, axis=0), strict=True):
         edge = end - start
         solid = level.frame.clip(solid, np.append(start, 0.0), [edge[1], -edge[0], 0.0])
     solid = solid.clipped(top[0], top[1])

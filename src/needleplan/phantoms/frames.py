@@ -68,7 +68,7 @@ def spine_frames(recipe: dict) -> dict[str, Frame]:
     frames = {"S1": Frame(-0.5 * levels["S1"]["body_height_mm"] * s1_axes[:, 2], s1_axes)}
     # arc length of each lumbar body centre above the S1 endplate centre, going up from L5
     stack, centres = 0.0, {}
-    for name, disc in zip(LUMBAR_LEVELS[::-1], DISC_NAMES[::-1]):
+    for name, disc in zip(LUMBAR_LEVELS[::-1], DISC_NAMES[::-1], strict=True):
         height = levels[name]["body_height_mm"]
         centres[name] = stack + discs[f"{disc}_mm"] + 0.5 * height
         stack = centres[name] + 0.5 * height

@@ -72,7 +72,8 @@ def level_landmarks(level: Level, below: Level, facets_own: dict, facets_below: 
             low = facets_below[key]
             marks[f"iap_tip_{key}"] = below.frame.point(low["iap_centre"] - [0.0, 0.0, low["iap_half"][2]])
             below_top = below.arches[key].pedicle_centre + [0.0, 0.0, 0.5 * below.dims["pedicle_height_mm"]]
-            marks[f"foramen_{key}"] = 0.5 * (frame.point(centre - [0.0, 0.0, half_height]) + below.frame.point(below_top))
+            marks[f"foramen_{key}"] = 0.5 * (frame.point(centre - [0.0, 0.0, half_height])
+                                             + below.frame.point(below_top))
             lateral = centre + half_width * arch.pedicle_across + [0.0, -4.0, -half_height - r - 4.0]
             path = [start, lateral, lateral + [arch.side * 12.0, -8.0, -10.0]]
             marks[f"exiting_root_{key}"] = np.array([frame.point(p) for p in path])

@@ -83,7 +83,8 @@ def paint_ilium(painter: Painter, joint: SIJoint, pelvic: Frame, recipe: dict, s
     painter.bone(lateral(box(centre, half, right_handed(n, w))), 0, structure, shell)
     psis_semi = np.asarray(recipe["psis_semi_axes_mm"], dtype=float)
     psis_centre = (
-        joint.centre_mm + (0.5 * joint.gap_mm + 0.45 * thick) * n + (0.5 * joint.depth_mm + back - 0.6 * psis_semi[1]) * u
+        joint.centre_mm + (0.5 * joint.gap_mm + 0.45 * thick) * n
+        + (0.5 * joint.depth_mm + back - 0.6 * psis_semi[1]) * u
     )
     painter.bone(lateral(ellipsoid(psis_centre, psis_semi, pelvic.axes)), 0, structure, shell)
     # iliac wing: an elliptic plate running anterolaterally and leaning out, cut below
@@ -123,7 +124,7 @@ def _sacral_block_frames(s1: Level, recipe: dict) -> list[tuple[Frame, np.ndarra
     previous_up = None
     for length, kyphosis, width, depth in zip(
         recipe["segment_lengths_mm"], recipe["segment_kyphosis_deg"], recipe["segment_top_widths_mm"],
-        recipe["segment_depths_mm"],
+        recipe["segment_depths_mm"], strict=True,
     ):
         k = np.radians(kyphosis)
         rotation = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(k), np.sin(k)], [0.0, -np.sin(k), np.cos(k)]])
@@ -188,7 +189,7 @@ def paint_sacrum(painter: Painter, s1: Level, facets: dict, joints: dict[str, SI
         painter.bone(medial(ala), label, f"sacral_ala_{key}", shell)
     blocks = _sacral_block_frames(s1, recipe)
     for (block_frame, half, _), bottom_width, bottom_depth in zip(
-        blocks, recipe["segment_bottom_widths_mm"], recipe["segment_taper_depths_mm"]
+        blocks, recipe["segment_bottom_widths_mm"], recipe["segment_taper_depths_mm"], strict=True
     ):
         painter.bone(medial(_tapered_block(block_frame, half, bottom_width, bottom_depth)), label, "sacrum", shell)
     for joint in joints.values():  # the lateral mass behind each auricular surface

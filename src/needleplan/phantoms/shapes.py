@@ -159,7 +159,7 @@ class ConvexSolid:
         """
         g = self.rotation.T @ index_to_world[:3, :3]  # local coordinates per unit index step
         g0 = self.rotation.T @ (index_to_world[:3, 3] - self.centre_mm)
-        axes = [np.arange(lo, hi, dtype=np.float64) for lo, hi in zip(lower_ijk, upper_ijk)]
+        axes = [np.arange(lo, hi, dtype=np.float64) for lo, hi in zip(lower_ijk, upper_ijk, strict=True)]
 
         def affine_field(row: np.ndarray, offset: float) -> np.ndarray:
             return (
@@ -234,7 +234,8 @@ def box(centre_mm: ArrayLike, half_sizes_mm: ArrayLike, rotation: ArrayLike | No
     """Box with half-sizes (3,) mm along the local axes (columns of ``rotation``, default world axes)."""
     half = np.asarray(half_sizes_mm, dtype=np.float64)
     planes = np.array([[*row, h] for axis, h in enumerate(half) for row in (np.eye(3)[axis], -np.eye(3)[axis])])
-    return ConvexSolid(np.asarray(centre_mm, dtype=np.float64), _orthonormal(rotation), np.full(3, np.inf), planes, half)
+    return ConvexSolid(np.asarray(centre_mm, dtype=np.float64), _orthonormal(rotation), np.full(3, np.inf), planes,
+                       half)
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,8 @@ def facet_layout(lower: Level, upper: Level | None, shared: dict) -> dict[str, d
             bottom = lower.lamina_top_mm + shared["iap_clearance_mm"]
             offset = 0.5 * shared["sap_thickness_mm"] + shared["facet_gap_mm"] + 0.5 * shared["iap_thickness_mm"]
             layout["iap_centre"] = np.append(arch.sap_centre_xy + offset * arch.facet_normal[:2], 0.5 * (bottom + top))
-            layout["iap_half"] = np.array([0.5 * shared["iap_width_mm"], 0.5 * shared["iap_thickness_mm"], 0.5 * (top - bottom)])
+            layout["iap_half"] = np.array([0.5 * shared["iap_width_mm"], 0.5 * shared["iap_thickness_mm"],
+                                           0.5 * (top - bottom)])
         out[key] = layout
     return out
 

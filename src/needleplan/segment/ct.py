@@ -188,7 +188,7 @@ def spine_from_labels(volume: Volume, labels: Volume, numbering: Numbering, engi
         What made the masks, for ``Spine.engine``.
     """
     column = find_column(volume)
-    work, spacing = column.work, column.spacing
+    work = column.work
     affine = work.index_to_world
     verse = labels.resample(affine, work.shape, order=0).voxels.astype(np.uint8)
     names = [name for name in LEVEL_ORDER if np.any(verse == VERSE_IDS[name])]

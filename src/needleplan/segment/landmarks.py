@@ -200,8 +200,8 @@ def _transverse_width(slices: list[np.ndarray], height: float, direction: np.nda
     """Narrowest transverse width of a pedicle, mm: the median extent across its axis (``direction``, frame x, y) of
     its isthmus's slices (frame points (K, 3) each) at mid-height (``height``); NaN when none reaches it."""
     across = np.array([direction[1], -direction[0]])
-    widths = [float(np.ptp(middle[:, :2] @ across)) + spacing_mm
-              for middle in (section[np.abs(section[:, 2] - height) <= spacing_mm] for section in slices) if len(middle)]
+    middles = (section[np.abs(section[:, 2] - height) <= spacing_mm] for section in slices)
+    widths = [float(np.ptp(middle[:, :2] @ across)) + spacing_mm for middle in middles if len(middle)]
     return float(np.median(widths)) if widths else float("nan")
 
 
@@ -460,10 +460,10 @@ def _medial_branch(tp: dict[str, Any], face: tuple[np.ndarray, np.ndarray, float
     """SAP-TP junction and the medial-branch polyline on the SAP's lateral face (frame coordinates).
 
     The junction is where the TP's axis meets the face, at the height of the TP's upper margin at its root
-    (``root_top``: the margin falls towards the tip, and the nerve crosses it at the root). The nerve runs
-    back along the face over the TP to 1 mm behind it (at the TP's mean upper margin), then down the SAP's lateral neck to the face's posterior
-    end at the height of the TP's lower margin (not below the pedicle's lower border + 1 mm): the
-    mamillo-accessory notch.
+    (``root_top``: the margin falls towards the tip, and the nerve crosses it at the root). The nerve runs back
+    along the face over the TP to 1 mm behind it (at the TP's mean upper margin), then down the SAP's lateral neck
+    to the face's posterior end at the height of the TP's lower margin (not below the pedicle's lower border
+    + 1 mm): the mamillo-accessory notch.
     """
     centre, along, half_length = face
     offset = float((centre - tp["point"]) @ tp["behind"])
