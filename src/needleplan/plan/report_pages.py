@@ -28,6 +28,7 @@ __all__ = ["PAGE_PX", "plan_page", "report_pdf", "write_report_pdf"]
 PAGE_PX = (1240, 1754)
 _MARGIN = 70
 _LABEL_PX = 360
+_CAPTION_LINES = 4
 _DPI = 150.0
 _COLOURS = {"text": (29, 35, 48), "muted": (74, 83, 101), "ok": (23, 102, 58), "warning": (154, 91, 0),
             "violation": (179, 38, 30), "rule": (201, 209, 221), "confirmed": (232, 244, 236),
@@ -131,17 +132,17 @@ def _draw_views(page: Image.Image, out: _Writer, views: Sequence[tuple[View, np.
     width = (PAGE_PX[0] - 2 * _MARGIN - (columns - 1) * gap) // columns
     for start in range(0, len(views), columns):
         row = views[start:start + columns]
-        if out.y + width + 80 > PAGE_PX[1] - _MARGIN:
+        if out.y + width + 19 * _CAPTION_LINES + 14 > PAGE_PX[1] - _MARGIN:
             out.text(f"({len(views) - start} more views in report.html)", 16, "muted")
             return
         top = out.y
         for k, (view, rgb) in enumerate(row):
             x = _MARGIN + k * (width + gap)
             page.paste(Image.fromarray(np.asarray(rgb, dtype=np.uint8)).resize((width, width)), (x, top))
-            caption = textwrap.wrap(f"{start + k + 1}. {view.name}: {view.words}", 40)[:3]
+            caption = textwrap.wrap(f"{start + k + 1}. {view.name}: {view.words}", 40)[:_CAPTION_LINES]
             for n, line in enumerate(caption):
                 out.draw.text((x, top + width + 4 + 19 * n), line, fill=_COLOURS["text"], font=out.fonts[16])
-        out.y = top + width + 4 + 19 * 3 + 10
+        out.y = top + width + 4 + 19 * _CAPTION_LINES + 10
 
 
 def report_pdf(pages: Sequence[Image.Image]) -> bytes:
