@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,8 +25,9 @@ from needleplan.anatomy import (
     to_totalseg,
 )
 from needleplan.errors import NeedleplanError
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 SPINE_REPORT = DATA / "totalseg_example_abdomen_ct" / "spine_report"
 needs_data = pytest.mark.skipif(not SPINE_REPORT.is_dir(), reason=f"shared real data folder {SPINE_REPORT} is absent")
 

@@ -67,13 +67,14 @@ from needleplan.errors import (
 )
 from needleplan.io import write_ct_series
 from needleplan.volume import Volume, affine_from_geometry
+from shared_data import SHARED_DATA
 
 # ---- the reference CT ----------------------------------------------------------------------------------------
 
 SPACING_MM = (1.0, 1.2, 2.5)  # along i, j, k
 ORIGIN_MM = (-30.5, 12.25, 100.0)
 NX, NY, NZ = 12, 10, 8
-SHARED_J2K = Path("/work/shared/data/totalseg_example_ct_dicom/dicom")
+SHARED_J2K = SHARED_DATA / "totalseg_example_ct_dicom" / "dicom"
 #: A load that takes longer than this has hung (a guard against hangs, not a speed requirement).
 HANG_SECONDS = 30.0
 

@@ -19,8 +19,9 @@ from needleplan.io import write_ct_series
 from needleplan.volume import affine_from_geometry
 
 from cli_errors import one_error_line
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 
 
 def small_series(folder: Path, slices: int = 6, series_number: int = 1) -> None:
@@ -57,6 +58,7 @@ def test_info_reports_a_broken_series_without_failing(tmp_path, capsys):
     assert "cannot load:" not in out and "size 9 x 8 x 9 voxels" in out
 
 
+@pytest.mark.realdata
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent")
 def test_info_on_the_shared_compressed_series(capsys):
     assert main(["info", str(DATA / "totalseg_example_ct_dicom" / "dicom")]) == 0

@@ -192,11 +192,13 @@ def test_several_needles_come_from_different_plans(tmp_path):
 
 
 # ---- reproducible, resumable ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_workers_make_identical_files(reference, tmp_path):
     make_dataset(_config(), tmp_path / "out", workers=2, progress=False)
     assert _digests(tmp_path / "out") == _digests(reference)
 
 
+@pytest.mark.slow
 def test_dask_cluster_makes_identical_files(reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
@@ -211,6 +213,7 @@ def _finished_labels(out: Path) -> int:
     return sum(1 for path in (out / "labels").rglob("*.json") if not path.name.startswith(".part-"))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_files(reference, tmp_path):
     """A run killed (SIGKILL) midway, then rerun, ends with exactly the reference's files."""
     config_file = tmp_path / "dataset.toml"

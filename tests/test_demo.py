@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from needleplan.demo import run
+
+pytestmark = pytest.mark.slow
 
 
 def test_demo_round_trip_and_rerun_reuses_the_written_phantom(tmp_path, capsys):

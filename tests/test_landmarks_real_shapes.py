@@ -22,8 +22,11 @@ import needleplan as npl
 from needleplan.segment.metrics import landmark_errors_mm
 
 from reference_landmarks import ct_from_labels, spine_reference
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+DATA = SHARED_DATA
 VERSE = {
     "verse010": DATA / "verse_sub-verse010_labels_only" / "sub-verse010_seg-vert_msk.nii.gz",
     "verse004": DATA / "verse_sub-verse004_labels_only" / "sub-verse004_seg-vert_msk.nii.gz",

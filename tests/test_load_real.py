@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 import needleplan as npl
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.realdata
+
+DATA = SHARED_DATA
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent")
 
 DICOM_DIR = DATA / "totalseg_example_ct_dicom" / "dicom"

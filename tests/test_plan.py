@@ -10,7 +10,6 @@ import copy
 import os
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +25,9 @@ from needleplan.phantoms.ids import DISC_NAMES, MATERIALS, STRUCTURE_IDS
 from needleplan.phantoms.targets import analytic_target
 from needleplan.plan.angles import angles_from_direction, direction_from_angles, squared_tilt_deg
 from needleplan.plan.setups import vertebra_below
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 SIDES = ("left", "right")
@@ -600,6 +600,7 @@ def _distance_to_label_mm(volume, ids, point) -> float:
                                        "target 1.9 mm from the sacrum and 4.8 mm from the ilium (nearest voxel "
                                        "centres); si-S1-right 2.0 and 2.4 mm but no straight path clears the "
                                        "sacrum")
+@pytest.mark.realdata
 def test_real_ct_si_plans_from_reference_labels_lie_in_the_joint():
     if not ABDOMEN.is_dir():
         pytest.skip(f"shared real data not found at {ABDOMEN}")

@@ -143,6 +143,7 @@ def test_usage_errors_exit_2(capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_written_outputs_do_not_name_the_input(small_phantom, tmp_path, capsys):
     # a DICOM folder or file is often named after the patient: nothing written may carry that name
     folder = tmp_path / "DOE_JANE_19700101"
@@ -158,6 +159,7 @@ def test_written_outputs_do_not_name_the_input(small_phantom, tmp_path, capsys):
     assert "content " in (out / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, tmp_path, capsys):
     import pydicom
     from PIL import Image
@@ -181,6 +183,7 @@ def test_plan_views_are_written_as_anonymous_dicom_secondary_captures(ct_file, t
     assert len(series) == 1
 
 
+@pytest.mark.slow
 def test_the_report_is_written_as_a_pdf_and_a_dicom_encapsulated_pdf(ct_file, tmp_path, capsys):
     import re
 

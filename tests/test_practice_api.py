@@ -24,6 +24,7 @@ from needleplan.errors import NeedleplanError  # noqa: E402
 from needleplan.practice import prepare_case, read_log, replay  # noqa: E402
 from needleplan.practice.server import create_app  # noqa: E402
 from needleplan.practice.session import IMAGE_SIZE, Session  # noqa: E402
+from shared_data import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -327,8 +328,9 @@ def test_rfa_on_the_phantom_is_refused_with_the_reason():
         prepare_case(None, "rfa", "L3", "left")
 
 
+@pytest.mark.realdata
 def test_rfa_along_the_plan_stops_on_bone_and_scores_the_lesion_there(tmp_path):
-    scan = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
+    scan = SHARED_DATA / "totalseg_example_abdomen_ct" / "example_ct.nii.gz"
     if not scan.is_file():
         pytest.skip(f"shared real data not found at {scan.parent}")
     case = prepare_case(scan, "rfa", "L3", "left")

@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - depends on the environment
     webdriver = None
 
 pytestmark = [
+    pytest.mark.browser, pytest.mark.slow,
     pytest.mark.skipif(webdriver is None, reason="selenium is not installed (pip install selenium)"),
     pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
                        reason=f"{CHROMIUM} or {CHROMEDRIVER} missing (scripts/install-browser.sh installs Debian's "

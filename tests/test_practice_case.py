@@ -23,6 +23,7 @@ def oblique_phantom():
     return npl.phantom(seed=1, spacing_mm=1.0, direction=_rotation(20, 10))
 
 
+@pytest.mark.slow
 def test_cutting_away_air_leaves_the_image_unchanged(oblique_phantom):
     ct = oblique_phantom.ct
     padded = Volume(np.pad(ct.voxels, 12, constant_values=-1024), _shifted(ct, -12), "CT")

@@ -86,6 +86,7 @@ def _finished_labels(out: Path) -> int:
     return sum(1 for p in (out / "labels").rglob("*.json") if not p.name.startswith(".part-"))
 
 
+@pytest.mark.slow
 @linux_only
 def test_killed_dataset_run_leaves_no_worker_running(tmp_path):
     """SIGKILL of `needleplan dataset` after its first image: its worker processes end within seconds."""

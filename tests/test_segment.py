@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +11,9 @@ from needleplan.anatomy import VERSE_IDS, from_totalseg
 from needleplan.errors import NeedleplanError
 from needleplan.segment.metrics import dice_per_label, label_centroids_mm, landmark_errors_mm
 from needleplan.segment.numbering import name_levels
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 
@@ -76,6 +76,7 @@ def test_phantom_pedicles_and_modelled_nerves(phantom_case):
             assert sign * (root[-1, 0] - root[0, 0]) > 5.0 and root[-1, 2] < root[0, 2]
 
 
+@pytest.mark.realdata
 def test_real_ct_identifies_lumbar_levels_and_sacrum():
     if not ABDOMEN.is_dir():
         pytest.skip(f"shared real data not found at {ABDOMEN}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,8 +13,9 @@ from needleplan.segment.metrics import (
     landmark_errors_mm, on_grid_of, score_labels,
 )
 from needleplan.volume import Volume, affine_from_geometry
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED_DATA
 VERSE = DATA / "verse_sub-verse004_labels_only"
 needs_verse = pytest.mark.skipif(not VERSE.is_dir(), reason=f"shared real data folder {VERSE} is absent")
 
@@ -233,6 +233,7 @@ def test_landmark_errors_of_a_phantom_against_itself_are_zero():
 
 
 # ---- real labels ------------------------------------------------------------------------------------------------
+@pytest.mark.realdata
 @needs_verse
 def test_verse_whole_vertebra_centroids_sit_behind_the_reference_body_centroids():
     """sub-verse004: PIR, slightly oblique, float64 labels; its reference centroids are body centroids."""

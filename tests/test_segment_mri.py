@@ -21,7 +21,6 @@ annulus, muscle and cortical bone dark), also on an oblique and a permuted grid.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,8 +30,9 @@ import needleplan as npl
 from needleplan.errors import NeedleplanError
 from needleplan.segment.mri import segment_mri
 from needleplan.volume import Volume, affine_from_geometry
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sct_cervical_mri_t2"
+DATA = SHARED_DATA / "sct_cervical_mri_t2"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data folder {DATA} is absent")
 LUMBAR = DATA.parent / "sct_lumbar_mri_t2" / "t2_lumbar.nii.gz"
 needs_lumbar = pytest.mark.skipif(not LUMBAR.is_file(), reason=f"shared real data file {LUMBAR} is absent")
@@ -137,6 +137,7 @@ def test_segment_dispatches_mr_and_returns_bodies(cervical):
     json.dumps(spine.to_dict())  # JSON-ready
 
 
+@pytest.mark.realdata
 @needs_data
 def test_curve_follows_the_hand_drawn_cord(cervical):
     """Measured over the 52 slices: median 0.85 mm, 90th percentile 1.5 mm, largest 2.9 mm (the canal's centre
@@ -183,6 +184,7 @@ def test_bodies_lie_between_consecutive_disc_tips(cervical):
         assert vertebra["superior_endplate"]["center"][2] - vertebra["inferior_endplate"]["center"][2] > 10.0
 
 
+@pytest.mark.realdata
 @needs_data
 def test_shipped_reference_labels_are_mid_vertebral_not_discs(cervical):
     """The points in t2_disc_labels.nii.gz lie 8.5 and 9.5 mm from every disc plane found, inside vertebral bodies
@@ -202,6 +204,7 @@ def test_shipped_reference_labels_are_mid_vertebral_not_discs(cervical):
     assert v1["inferior_endplate"]["center"][2] < label_3[2] < v1["superior_endplate"]["center"][2]
 
 
+@pytest.mark.realdata
 @needs_data
 def test_no_level_names_claimed_and_one_cord_level_per_body(cervical):
     """Nothing in this crop anchors the count, so no level is named; but the bodies agree with the hand-drawn cord
@@ -225,6 +228,7 @@ def test_no_level_names_claimed_and_one_cord_level_per_body(cervical):
     assert np.all(np.diff(dominant) == 1)
 
 
+@pytest.mark.realdata
 @needs_data
 def test_label_maps_on_the_scan_grid(cervical):
     volume, spine = cervical

@@ -3,7 +3,6 @@ S1 foramen), the two ilia and the SI joint lines; on the 1 mm phantom (exact tru
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ import pytest
 import needleplan as npl
 from needleplan.anatomy import ILIUM_IDS, from_totalseg
 from needleplan.segment.metrics import dice_per_label, landmark_errors_mm
+from shared_data import SHARED_DATA
 
-ABDOMEN = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg_example_abdomen_ct"
+ABDOMEN = SHARED_DATA / "totalseg_example_abdomen_ct"
 LUMBAR = ("L1", "L2", "L3", "L4", "L5")
 SIDES = ("left", "right")
 PELVIS_KEYS = ("iliac_crest_top", "psis", "sacral_ala", "si_joint_posterior_line", "si_joint_anterior_line")
@@ -35,6 +35,7 @@ def _median(errors: dict[str, float], levels: tuple[str, ...], key: str) -> floa
     return float(np.median([errors[f"{level}.{key}_{side}"] for level in levels for side in SIDES]))
 
 
+@pytest.mark.slow
 def test_lumbar_sap_tp_junction_and_tips_on_the_fine_phantom(fine_case):
     case, spine = fine_case
     errors = landmark_errors_mm(spine.landmarks(), case.landmarks)
@@ -48,6 +49,7 @@ def test_lumbar_sap_tp_junction_and_tips_on_the_fine_phantom(fine_case):
     assert np.median(branch) <= 4.0, branch
 
 
+@pytest.mark.slow
 def test_s1_dorsal_ramus_and_foramen_on_the_fine_phantom(fine_case):
     case, spine = fine_case
     s1 = spine["S1"]
@@ -81,6 +83,7 @@ def test_si_joint_lines_are_smooth_and_ordered_on_the_fine_phantom(fine_case):
     _check_joint_lines(spine.pelvis, 3.0)
 
 
+@pytest.mark.realdata
 def test_real_ct_splits_the_ilia_and_has_both_sides_pelvis(real_ct):
     spine = real_ct
     reference = npl.load(ABDOMEN / "example_seg_fast_force_split.nii.gz", modality="LABEL")

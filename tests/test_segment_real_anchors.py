@@ -17,8 +17,11 @@ from needleplan.anatomy import ILIUM_IDS, STRUCTURE_IDS, TOTALSEG_HIP_IDS, VERSE
 from needleplan.errors import LevelsUnconfirmedError
 from needleplan.segment.metrics import dice_per_label
 from needleplan.segment.numbering import name_levels
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+DATA = SHARED_DATA
 CHEST = DATA / "totalseg_example_chest_ct"
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
 DICOM = DATA / "totalseg_example_ct_dicom"

@@ -21,8 +21,11 @@ from needleplan.segment import totalseg_engine
 from needleplan.segment.label_conventions import choose_convention
 
 from cli_errors import one_error_line
+from shared_data import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+pytestmark = pytest.mark.realdata
+
+DATA = SHARED_DATA
 ABDOMEN = DATA / "totalseg_example_abdomen_ct"
 CHEST = DATA / "totalseg_example_chest_ct"
 CT = ABDOMEN / "example_ct.nii.gz"
