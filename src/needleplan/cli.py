@@ -546,7 +546,7 @@ def _render(args: argparse.Namespace) -> int:
                     display=display)
     written = write_image(fluoro, args.out, bits=args.bits, quantity=args.quantity)
     sidecar = write_geometry_json(fluoro, sidecar_path(args.out))
-    rows, cols = fluoro.carm.detector_pixels
+    rows, cols = fluoro.carm.detector_rows_cols
     print(f"wrote {written} ({cols} x {rows} pixels, {fluoro.carm.describe()}) and its geometry {sidecar.name}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -169,7 +169,7 @@ def render(
 
 
 def _posed(carm: CArm, volume: Volume, size: int | tuple[int, int] | None) -> CArm:
-    changes = {}
+    changes: dict[str, Any] = {}
     if carm.isocenter is None:
         changes["isocenter"] = volume.center_mm
     if size is not None:
@@ -178,7 +178,7 @@ def _posed(carm: CArm, volume: Volume, size: int | tuple[int, int] | None) -> CA
 
 
 def _keypoints(carm: CArm, points: Mapping[str, Sequence[float]], needles: Sequence[Needle]) -> dict[str, Keypoint]:
-    named = dict(points)
+    named: dict[str, Sequence[float] | np.ndarray] = dict(points)
     for needle in needles:
         named[f"{needle.name}.tip"] = needle.tip_mm
         named[f"{needle.name}.hub"] = needle.hub_mm
