@@ -325,7 +325,7 @@ def _holds(dtype: np.dtype, value: float) -> bool:
     return bool(np.asarray(value).astype(dtype) == value)
 
 
-def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, int, int], order: int,
+def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, ...], order: int,
                fill_value: float) -> np.ndarray:
     """Nearest (order 0) or trilinear (order 1) resampling through an axis-aligned index map, one axis at a time.
 
