@@ -97,7 +97,7 @@ def render(
     needles: Sequence[Needle] = (),
     labels: Volume | None = None,
     label_ids: Sequence[int] | None = None,
-    points: Mapping[str, Sequence[float]] | None = None,
+    points: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     method: str = "joseph",
     step_voxels: float = 1.0,
     energy_kev: float = FLUORO_EFFECTIVE_KEV,
@@ -177,7 +177,8 @@ def _posed(carm: CArm, volume: Volume, size: int | tuple[int, int] | None) -> CA
     return carm.replace(**changes) if changes else carm
 
 
-def _keypoints(carm: CArm, points: Mapping[str, Sequence[float]], needles: Sequence[Needle]) -> dict[str, Keypoint]:
+def _keypoints(carm: CArm, points: Mapping[str, Sequence[float] | np.ndarray], needles: Sequence[Needle]
+               ) -> dict[str, Keypoint]:
     named: dict[str, Sequence[float] | np.ndarray] = dict(points)
     for needle in needles:
         named[f"{needle.name}.tip"] = needle.tip_mm
