@@ -385,10 +385,10 @@ def _segment(args: argparse.Namespace) -> int:
                     anchors=_level_anchors(args))
     if not spine.vertebrae:
         raise NeedleplanError(f"found no vertebrae in {describe_path(args.path)}; nothing was written")
-    labels = spine.labels
+    label_map = spine.labels
     if args.convention == "totalseg":
-        labels = Volume(to_totalseg(labels.voxels), labels.index_to_world, "LABEL", labels.metadata)
-    written = {f"labels ({args.convention} ids)": save_volume(labels, args.out)}
+        label_map = Volume(to_totalseg(label_map.voxels), label_map.index_to_world, "LABEL", label_map.metadata)
+    written = {f"labels ({args.convention} ids)": save_volume(label_map, args.out)}
     if args.landmarks is not None:
         written["landmarks"] = _write_json(spine.to_dict(), args.landmarks)
     if args.picture is not None:
@@ -546,7 +546,7 @@ def _render(args: argparse.Namespace) -> int:
                     display=display)
     written = write_image(fluoro, args.out, bits=args.bits, quantity=args.quantity)
     sidecar = write_geometry_json(fluoro, sidecar_path(args.out))
-    rows, cols = fluoro.carm.detector_pixels
+    rows, cols = fluoro.carm.detector_rows_cols
     print(f"wrote {written} ({cols} x {rows} pixels, {fluoro.carm.describe()}) and its geometry {sidecar.name}")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,7 +66,8 @@ class Needle:
 
     @classmethod
     def from_direction(
-        cls, tip_mm: np.ndarray, direction: np.ndarray, length_mm: float, gauge: int = 22, name: str = "needle"
+        cls, tip_mm: np.ndarray | Sequence[float], direction: np.ndarray | Sequence[float], length_mm: float,
+        gauge: int = 22, name: str = "needle"
     ) -> "Needle":
         """A needle of ``length_mm`` whose tip is at ``tip_mm`` and which advances along ``direction``."""
         unit = np.asarray(direction, dtype=np.float64)

@@ -8,7 +8,7 @@ a sheared affine (gantry-tilted CT) is allowed and exact.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -130,7 +130,7 @@ class Volume:
         ijk = np.array([[i, j, k] for i in (-0.5, nx - 0.5) for j in (-0.5, ny - 0.5) for k in (-0.5, nz - 0.5)])
         return self.index_to_world_points(ijk)
 
-    def index_to_world_points(self, ijk: np.ndarray) -> np.ndarray:
+    def index_to_world_points(self, ijk: np.ndarray | Sequence[float]) -> np.ndarray:
         """Map continuous indices (..., 3) in (i, j, k) order to LPS mm (..., 3)."""
         p = np.asarray(ijk, dtype=np.float64)
         return p @ self._affine[:3, :3].T + self._affine[:3, 3]
@@ -325,7 +325,7 @@ def _holds(dtype: np.dtype, value: float) -> bool:
     return bool(np.asarray(value).astype(dtype) == value)
 
 
-def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, int, int], order: int,
+def _separable(src: np.ndarray, m_zyx: np.ndarray, shape: tuple[int, ...], order: int,
                fill_value: float) -> np.ndarray:
     """Nearest (order 0) or trilinear (order 1) resampling through an axis-aligned index map, one axis at a time.
 

@@ -74,6 +74,7 @@ def load_ct(spec: CaseSpec) -> Volume:
         return shared_phantom(spec.phantom, spec.spacing_mm).ct
     from ..io import load
 
+    assert spec.path is not None  # a case is the phantom or a scan at its path (checked with the config)
     ct = load(spec.path)
     if ct.modality != "CT":
         raise NeedleplanError(f"dataset cases must be CT scans; {spec.path!r} is {ct.modality}")
@@ -86,6 +87,7 @@ def case_name(spec: CaseSpec, ct: Volume | None) -> str:
         return spec.name
     if spec.phantom is not None:
         return f"phantom-{spec.phantom}" + ("" if spec.spacing_mm == 1.0 else f"-{spec.spacing_mm:g}mm")
+    assert ct is not None, "a scan's case is named by its voxels: give its CT"
     return "case-" + content_digest(ct)[:12]
 
 
@@ -224,6 +226,7 @@ def _plans(spine: Spine, config: DatasetConfig) -> list[dict[str, Any]]:
                  if view.carm is not None and (not poses.views or view.name in poses.views)}
         if not views:
             continue
+        assert plan.needle is not None  # a feasible plan has its needle
         out.append({
             "id": f"{plan.procedure}-{plan.level}-{plan.side}",
             "procedure": plan.procedure, "level": plan.level, "side": plan.side,

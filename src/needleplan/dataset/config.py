@@ -9,7 +9,7 @@ import re
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ..attenuation import FLUORO_EFFECTIVE_KEV
 from ..errors import NeedleplanError, describe_path
@@ -339,7 +339,7 @@ class _Reader:
     def __init__(self, where: str) -> None:
         self.where = where
 
-    def fail(self, key: str, message: str) -> None:
+    def fail(self, key: str, message: str) -> NoReturn:
         raise NeedleplanError(f"{self.where}: {key} {message}")
 
     def table(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:

@@ -50,7 +50,11 @@ def write_exports(config: DatasetConfig, out_dir: Path, named: list[tuple[CaseSp
             coco.add(doc)
             counts.add(doc)
     _write_text(out_dir / "coco_keypoints.json", json.dumps(coco.document(), separators=(",", ":")) + "\n")
-    numbering = {name: read_case_document(case_folder(out_dir, name))["numbering"] for name in names}
+    numbering = {}
+    for name in names:
+        document = read_case_document(case_folder(out_dir, name))
+        assert document is not None  # the run prepared every case
+        numbering[name] = document["numbering"]
     _write_text(out_dir / "README.md", dataset_card(config, counts, names, numbering))
 
 

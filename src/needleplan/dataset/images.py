@@ -83,6 +83,7 @@ def make_image(config: DatasetConfig, case: Case, index: int, out_dir: Path) -> 
 def _vertebra_masks(case: Case, fluoro: Fluoro, min_path_mm: float) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Vertebra name -> (projected mask, path length in mm) for the vertebrae seen, cranial to caudal."""
     masks = fluoro.label_masks(min_path_mm)
+    assert fluoro.label_path_mm is not None  # rendered with the vertebra labels
     channel = {label: index for index, label in enumerate(fluoro.label_ids)}
     return {name: (masks[label], fluoro.label_path_mm[channel[label]])
             for name, label in case.vertebrae.items() if label in masks and masks[label].any()}

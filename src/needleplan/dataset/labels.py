@@ -22,7 +22,7 @@ def image_labels(stem: str, case: Case, index: int, shot: Shot, fluoro: Fluoro,
                  masks: dict[str, tuple[np.ndarray, np.ndarray]], imaging: dict[str, Any]) -> dict[str, Any]:
     """The JSON document of one image (its ``mask`` entries are filled in by the writer)."""
     carm = fluoro.carm
-    rows, cols = carm.detector_pixels
+    rows, cols = carm.detector_rows_cols
     plan = shot.plan
     return {
         "id": stem,
@@ -55,8 +55,8 @@ def carm_labels(fluoro: Fluoro) -> dict[str, Any]:
         "isocenter_mm": np.asarray(carm.isocenter).tolist(),
         "source_to_detector_mm": carm.source_to_detector_mm,
         "source_to_isocenter_mm": carm.source_to_isocenter_mm,
-        "detector_size_mm": list(carm.detector_size_mm),
-        "detector_pixels": list(carm.detector_pixels),
+        "detector_size_mm": list(carm.detector_width_height_mm),
+        "detector_pixels": list(carm.detector_rows_cols),
         "pixel_mm": list(carm.pixel_mm),
         "collimator_diameter_mm": carm.collimator_diameter_mm,
         "source_mm": carm.source_mm.tolist(),

@@ -155,7 +155,8 @@ def render_chunk(config: DatasetConfig, spec: CaseSpec, name: str, out_dir: str,
     if numba_threads is not None:
         import numba
 
-        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))
+        # numba.config sets its options at import: mypy cannot see them
+        numba.set_num_threads(min(numba_threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     case = _cached_case(spec, name, Path(out_dir), config.digest())
     for index in indices:
         if not labels_path(Path(out_dir), name, index).exists():

@@ -67,6 +67,7 @@ def draw_shot(config: DatasetConfig, case: Case, index: int) -> Shot:
              "collimator_diameter_mm": imaging.collimator_mm}
     plan = case.plans[rng.integers(len(case.plans))] if case.plans else None
     if config.poses.mode == "planned":
+        assert plan is not None  # preparing a case for planned poses made sure it has plans
         view = sorted(plan.views)[rng.integers(len(plan.views))]
         carm = _around_view(plan.views[view], config, rng).replace(**chain)
     else:
@@ -80,6 +81,7 @@ def _around_view(carm: CArm, config: DatasetConfig, rng: np.random.Generator) ->
     poses = config.poses
     oblique = carm.oblique + rng.normal(0.0, poses.oblique_sd_deg)
     tilt = float(np.clip(carm.tilt + rng.normal(0.0, poses.tilt_sd_deg), -_MAX_TILT_DEG, _MAX_TILT_DEG))
+    assert carm.isocenter is not None  # a plan's views are centred on its target
     isocenter = carm.isocenter + rng.normal(0.0, poses.isocenter_sd_mm, 3)
     return carm.replace(oblique=oblique, tilt=tilt, isocenter=isocenter)
 

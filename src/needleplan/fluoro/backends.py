@@ -42,14 +42,18 @@ class CpuBackend:
     def line_integrals(self, mu: np.ndarray, rays: DetectorRays, method: str, step: float) -> np.ndarray:
         out = np.empty(rays.shape, dtype=np.float32)
         along = self._axis_fastest_copies(mu, rays) if method == "joseph" else (_NONE,) * 3
-        kernels.line_integrals(_flat(mu, np.float32), along, np.array(mu.shape, dtype=np.int64),
+        # numba's Dispatcher type does not show the kernel's parameters
+        kernels.line_integrals(_flat(mu, np.float32), along, np.array(mu.shape, dtype=np.int64),  # type: ignore[call-arg]
                                *rays.kernel_arguments(), kernels.METHODS.index(method), float(step), out)
         return out
 
     def _axis_fastest_copies(self, mu: np.ndarray, rays: DetectorRays) -> tuple[np.ndarray, ...]:
         key = id(mu)
         if key not in self._copies or self._copies[key][0]() is not mu:
-            self._copies[key] = (weakref.ref(mu, lambda _, key=key: self._copies.pop(key, None)), {})
+            def forget(_: weakref.ref, key: int = key) -> None:  # the array is gone: drop its copies
+                self._copies.pop(key, None)
+
+            self._copies[key] = (weakref.ref(mu, forget), {})
         copies = self._copies[key][1]
         for axis in dominant_axes(rays) - {0} - set(copies):  # axis 0 is fastest already
             copies[axis] = kernels.axis_fastest_copy(np.asarray(mu, dtype=np.float32), axis)
@@ -57,8 +61,8 @@ class CpuBackend:
 
     def label_path_lengths(self, channels: np.ndarray, n_channels: int, rays: DetectorRays) -> np.ndarray:
         out = np.zeros((n_channels, *rays.shape), dtype=np.float32)
-        kernels.label_path_lengths(_flat(channels, channels.dtype), np.array(channels.shape, dtype=np.int64),
-                                   *rays.kernel_arguments(), out)
+        kernels.label_path_lengths(  # type: ignore[call-arg]  # numba's Dispatcher hides the kernel's parameters
+            _flat(channels, channels.dtype), np.array(channels.shape, dtype=np.int64), *rays.kernel_arguments(), out)
         return out
 
 

@@ -17,7 +17,7 @@ centre at ``detector_center + (col - (cols-1)/2) * pixel_u * u + (row - (rows-1)
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
@@ -182,10 +182,20 @@ class CArm:
         return self.source_mm + self.source_to_detector_mm * self.beam_direction
 
     @property
+    def detector_rows_cols(self) -> tuple[int, int]:
+        """``detector_pixels`` as every C-arm holds it once made: (rows, cols)."""
+        return cast(tuple[int, int], self.detector_pixels)  # __post_init__ turned an int into the pair
+
+    @property
+    def detector_width_height_mm(self) -> tuple[float, float]:
+        """``detector_size_mm`` as every C-arm holds it once made: (width, height)."""
+        return cast(tuple[float, float], self.detector_size_mm)  # __post_init__ turned a float into the pair
+
+    @property
     def pixel_mm(self) -> tuple[float, float]:
         """Pixel pitch (along u, along v) in mm on the detector."""
-        rows, cols = self.detector_pixels
-        width, height = self.detector_size_mm
+        rows, cols = self.detector_rows_cols
+        width, height = self.detector_width_height_mm
         return width / cols, height / rows
 
     @property
@@ -197,7 +207,7 @@ class CArm:
     @property
     def intrinsics(self) -> np.ndarray:
         """3x3 camera matrix K: focal lengths in pixels and the principal point (the detector centre)."""
-        rows, cols = self.detector_pixels
+        rows, cols = self.detector_rows_cols
         pixel_u, pixel_v = self.pixel_mm
         sid = self.source_to_detector_mm
         return np.array([[sid / pixel_u, 0.0, (cols - 1) / 2.0], [0.0, sid / pixel_v, (rows - 1) / 2.0],
@@ -226,7 +236,7 @@ class CArm:
 
     def on_detector(self, projection: Projection) -> np.ndarray:
         """Boolean (N,): in front of the source, within the pixel grid and inside the collimated field."""
-        rows, cols = self.detector_pixels
+        rows, cols = self.detector_rows_cols
         col, row = projection.col, projection.row
         with np.errstate(invalid="ignore"):
             inside = ((projection.depth_mm > 0) & (col >= -0.5) & (col <= cols - 0.5) & (row >= -0.5)
@@ -239,7 +249,7 @@ class CArm:
 
     def field_mask(self) -> np.ndarray:
         """Boolean (rows, cols): pixels inside the collimated field (all True without collimation)."""
-        rows, cols = self.detector_pixels
+        rows, cols = self.detector_rows_cols
         if self.collimator_diameter_mm is None:
             return np.ones((rows, cols), dtype=bool)
         pixel_u, pixel_v = self.pixel_mm
@@ -250,12 +260,12 @@ class CArm:
     def pixel_centers_mm(self) -> np.ndarray:
         """World position of every pixel centre, shape (rows, cols, 3)."""
         origin, step_col, step_row = self.detector_grid_mm()
-        rows, cols = self.detector_pixels
+        rows, cols = self.detector_rows_cols
         return (origin + np.arange(rows)[:, None, None] * step_row + np.arange(cols)[None, :, None] * step_col)
 
     def detector_grid_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(centre of pixel (0, 0), step to the next column, step to the next row), world mm."""
-        rows, cols = self.detector_pixels
+        rows, cols = self.detector_rows_cols
         pixel_u, pixel_v = self.pixel_mm
         u, v, _ = self.rotation
         origin = self.detector_center_mm - (cols - 1) / 2 * pixel_u * u - (rows - 1) / 2 * pixel_v * v

@@ -19,7 +19,7 @@ def needle_chords_mm(carm: CArm, needles: Sequence[Needle]) -> np.ndarray:
     """
     source = carm.source_mm
     origin, step_col, step_row = carm.detector_grid_mm()
-    rows, cols = carm.detector_pixels
+    rows, cols = carm.detector_rows_cols
     out = np.zeros((len(needles), rows, cols))
     for index, needle in enumerate(needles):
         window = _pixel_window(carm, needle)
@@ -39,7 +39,7 @@ def _pixel_window(carm: CArm, needle: Needle) -> tuple[slice, slice]:
     :func:`_padded_range`) plus 2 pixels, clipped to the image. When an end disc reaches the source plane the
     projection is unbounded and the window is the whole image.
     """
-    rows, cols = carm.detector_pixels
+    rows, cols = carm.detector_rows_cols
     ends = carm.project(np.stack([needle.hub_mm, needle.tip_mm]))
     radius = needle.diameter_mm / 2
     if not np.all(ends.depth_mm > radius):

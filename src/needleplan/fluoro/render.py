@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,7 +97,7 @@ def render(
     needles: Sequence[Needle] = (),
     labels: Volume | None = None,
     label_ids: Sequence[int] | None = None,
-    points: Mapping[str, Sequence[float]] | None = None,
+    points: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     method: str = "joseph",
     step_voxels: float = 1.0,
     energy_kev: float = FLUORO_EFFECTIVE_KEV,
@@ -169,7 +169,7 @@ def render(
 
 
 def _posed(carm: CArm, volume: Volume, size: int | tuple[int, int] | None) -> CArm:
-    changes = {}
+    changes: dict[str, Any] = {}
     if carm.isocenter is None:
         changes["isocenter"] = volume.center_mm
     if size is not None:
@@ -177,8 +177,9 @@ def _posed(carm: CArm, volume: Volume, size: int | tuple[int, int] | None) -> CA
     return carm.replace(**changes) if changes else carm
 
 
-def _keypoints(carm: CArm, points: Mapping[str, Sequence[float]], needles: Sequence[Needle]) -> dict[str, Keypoint]:
-    named = dict(points)
+def _keypoints(carm: CArm, points: Mapping[str, Sequence[float] | np.ndarray], needles: Sequence[Needle]
+               ) -> dict[str, Keypoint]:
+    named: dict[str, Sequence[float] | np.ndarray] = dict(points)
     for needle in needles:
         named[f"{needle.name}.tip"] = needle.tip_mm
         named[f"{needle.name}.hub"] = needle.hub_mm

@@ -169,8 +169,9 @@ def patient_orientation(vector: np.ndarray) -> str:
 def geometry_text(fluoro: Fluoro) -> str:
     """The pose, imaging chain and projection matrix in words and numbers (the DICOM ImageComments)."""
     carm = fluoro.carm
-    rows, cols = carm.detector_pixels
-    width, height = carm.detector_size_mm
+    assert carm.isocenter is not None  # render() fills it in; write_dicom checks it before
+    rows, cols = carm.detector_rows_cols
+    width, height = carm.detector_width_height_mm
     collimator = "none" if carm.collimator_diameter_mm is None else f"{carm.collimator_diameter_mm:g} mm circle"
     lines = [
         "needleplan simulated fluoroscopy (digitally reconstructed radiograph), patient prone, LPS mm.",
@@ -275,7 +276,7 @@ def geometry_dict(fluoro: Fluoro) -> dict:
     carm = fluoro.carm
     if carm.isocenter is None:
         raise NeedleplanError("this Fluoro's C-arm has no isocenter; write images that render() returned")
-    rows, cols = carm.detector_pixels
+    rows, cols = carm.detector_rows_cols
     primary, secondary = dicom_positioner_angles(carm)
     return {
         "format": "needleplan fluoro geometry",
@@ -294,7 +295,7 @@ def geometry_dict(fluoro: Fluoro) -> dict:
             "isocenter": carm.isocenter.tolist(),
             "source_to_detector_mm": carm.source_to_detector_mm,
             "source_to_isocenter_mm": carm.source_to_isocenter_mm,
-            "detector_size_mm": list(carm.detector_size_mm),
+            "detector_size_mm": list(carm.detector_width_height_mm),
             "detector_pixels": [rows, cols],
             "collimator_diameter_mm": carm.collimator_diameter_mm,
             "table_offset_mm": carm.table_offset_mm.tolist(),

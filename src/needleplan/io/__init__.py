@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..volume import Volume
@@ -13,7 +14,7 @@ __all__ = ["load", "read_dicom", "read_image_file", "save_volume", "write_ct_ser
 
 
 def load(
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     series: str | int | None = None,
     modality: str | None = None,

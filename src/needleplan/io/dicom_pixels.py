@@ -94,6 +94,7 @@ def _read_native(item: DicomSlice) -> np.ndarray | None:
     kind = "i" if item.pixel_representation == 1 else "u"
     dtype = np.dtype(f"{'>' if big else '<'}{kind}{item.bits_allocated // 8}")
     count = item.rows * item.columns
+    assert item.pixel_tell is not None  # read natively only when the scan found where the pixels start
     with open(item.path, "rb") as fp:
         fp.seek(item.pixel_tell)
         head = fp.read(pixel_element_header_bytes(item.transfer_syntax))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -286,11 +287,11 @@ def _number(value: object, default: float) -> float:
         return default
 
 
-def _vector(value: object, size: int) -> np.ndarray | None:
+def _vector(value: Any, size: int) -> np.ndarray | None:
     if value is None:
         return None
     try:
-        arr = np.array([float(v) for v in value], dtype=np.float64)  # type: ignore[union-attr]
+        arr = np.array([float(v) for v in value], dtype=np.float64)
     except (TypeError, ValueError):
         return None
     return arr if arr.shape == (size,) and np.all(np.isfinite(arr)) else None
@@ -335,7 +336,7 @@ def _slices_of(file: Path, ds: Dataset, tell: int) -> list[DicomSlice]:
     acquisition = "/".join(
         _text(ds.get(t, "")) for t in ("AcquisitionNumber", "EchoNumbers", "TemporalPositionIdentifier")
     )
-    common = dict(
+    common: dict[str, Any] = dict(
         path=file, frames_in_file=frames,
         series_uid=_text(ds.get("SeriesInstanceUID") or f"no SeriesInstanceUID, folder {file.parent}"),
         sop_instance_uid=_instance_uid(ds, file), rows=int(ds.Rows), columns=int(ds.Columns),

@@ -69,9 +69,10 @@ def series_geometry(series: DicomSeries, resample: bool = False) -> SeriesGeomet
         )
     _require_same(series, slices)
     first = slices[0]
+    assert first.orientation is not None and first.pixel_spacing is not None  # _require_same checked every slice
     row_dir, col_dir = first.orientation[:3], first.orientation[3:]
     normal = np.cross(row_dir, col_dir)
-    offsets = np.array([float(np.dot(s.position, normal)) for s in slices])
+    offsets = np.array([float(np.dot(_position(s), normal)) for s in slices])
     if not np.all(np.isfinite(offsets)):
         raise GeometryError(f"{_where(series)}: slice positions are too large to place the slices; check "
                             "ImagePositionPatient")
@@ -106,6 +107,12 @@ def _drop_localizers(series: DicomSeries) -> list[DicomSlice]:
     return slices
 
 
+def _position(s: DicomSlice) -> np.ndarray:
+    """ImagePositionPatient of a slice that :func:`_require_same` has checked."""
+    assert s.position is not None
+    return s.position
+
+
 def _where(series: DicomSeries) -> str:
     """A series as named in messages: its label and the folder of its first file."""
     return f"{series.label} under {describe_path(series.slices[0].path.parent)}"
@@ -113,10 +120,10 @@ def _where(series: DicomSeries) -> str:
 
 def _require_same(series: DicomSeries, slices: list[DicomSlice]) -> None:
     for s in slices:
-        missing = [name for name, value in (("ImagePositionPatient", s.position),
-                                            ("ImageOrientationPatient", s.orientation),
-                                            ("PixelSpacing", s.pixel_spacing)) if value is None]
-        if missing:
+        if s.position is None or s.orientation is None or s.pixel_spacing is None:
+            missing = [name for name, value in (("ImagePositionPatient", s.position),
+                                                ("ImageOrientationPatient", s.orientation),
+                                                ("PixelSpacing", s.pixel_spacing)) if value is None]
             raise GeometryError(
                 f"{describe_path(s.path)} in {series.label} lacks a valid {' and '.join(missing)}; "
                 "without it the slice cannot be placed in the patient"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ..errors import NeedleplanError
 from ..volume import Volume
@@ -109,7 +109,7 @@ def new_dataset(sop_class_uid: str) -> Dataset:
     the part every file we write shares.
     """
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPClassUID = UID(sop_class_uid)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
@@ -135,8 +135,8 @@ def decimal_string(value: float) -> str:
 def _to_int16(voxels: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Stored pixels and the rescale that gives the original values back (exactly for integer HU)."""
     if voxels.dtype.kind in "iub":
-        low, high = int(voxels.min()), int(voxels.max())
-        if -32768 <= low and high <= 32767:
+        lowest, highest = int(voxels.min()), int(voxels.max())
+        if -32768 <= lowest and highest <= 32767:
             return voxels.astype(np.int16), 1.0, 0.0
     low, high = float(np.min(voxels)), float(np.max(voxels))
     slope = max((high - low) / 65000.0, 1e-6)

@@ -98,7 +98,8 @@ def _scaled(value: Any, scale: float, key: str = "") -> Any:
     return value
 
 
-def _grid(region_mm: np.ndarray, spacing_mm: np.ndarray, direction: np.ndarray) -> tuple[np.ndarray, tuple[int, ...]]:
+def _grid(region_mm: np.ndarray, spacing_mm: np.ndarray, direction: np.ndarray
+          ) -> tuple[np.ndarray, tuple[int, int, int]]:
     """Affine and (nz, ny, nx) of the smallest grid with the given spacing and direction covering a world box."""
     corners = np.array([[x, y, z] for x in region_mm[:, 0] for y in region_mm[:, 1] for z in region_mm[:, 2]])
     along = corners @ np.linalg.inv(direction).T  # coordinates along the grid axes, in mm

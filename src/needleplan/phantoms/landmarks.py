@@ -43,7 +43,7 @@ def _medial_branch(level: Level, arch: ArchSide, layout: dict, junction_mm: floa
 
 
 def level_landmarks(level: Level, below: Level, facets_own: dict, facets_below: dict, shared: dict,
-                     root_end: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+                     root_end: dict[str, Any] | None = None) -> dict[str, Any]:
     """Landmarks of a lumbar level (or S1 with ``root_end`` giving its nerve path through the S1 foramen)."""
     frame, dims = level.frame, level.dims
     marks: dict[str, Any] = {

@@ -195,8 +195,8 @@ def paint_sacrum(painter: Painter, s1: Level, facets: dict, joints: dict[str, SI
     for joint in joints.values():  # the lateral mass behind each auricular surface
         mass = recipe["lateral_mass_mm"]
         centre = joint.centre_mm - (0.5 * joint.gap_mm + 0.5 * mass) * joint.normal
-        half = (0.5 * mass, 0.5 * joint.depth_mm + 3.0, 0.5 * joint.length_mm + 3.0)
-        painter.bone(box(centre, half, right_handed(joint.normal, joint.up)), label, "sacrum", shell)
+        half_sizes = (0.5 * mass, 0.5 * joint.depth_mm + 3.0, 0.5 * joint.length_mm + 3.0)
+        painter.bone(box(centre, half_sizes, right_handed(joint.normal, joint.up)), label, "sacrum", shell)
     for key, arch in s1.arches.items():
         paint_pedicle(painter, s1, key, arch, shell, shared["pedicle_posterior_mm"])
     paint_facet_boxes(painter, s1, facets, "sap", label, shell)
@@ -225,7 +225,7 @@ def sacral_carves(painter: Painter, s1: Level, info: dict, recipe: dict) -> dict
         back = s1.frame.point([side * recipe["foramen_posterior_x_mm"], info["dorsal_y"] + 12.0, z])
         axis = back - front
         channel = elliptic_cylinder(
-            0.5 * (front + back), (recipe["foramen_radius_mm"],) * 2, 0.5 * np.linalg.norm(axis),
+            0.5 * (front + back), (recipe["foramen_radius_mm"],) * 2, 0.5 * float(np.linalg.norm(axis)),
             right_handed(s1.frame.axes[:, 0], axis),
         )
         painter.add(channel, "fat", 0, f"s1_foramen_{key}")

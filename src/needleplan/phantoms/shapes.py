@@ -15,6 +15,7 @@ intersection of a solid with a half-space.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -143,7 +144,7 @@ class ConvexSolid:
 
     # ---- sampling on a voxel grid ---------------------------------------------------------------------------
     def contains_on_grid(
-        self, index_to_world: np.ndarray, lower_ijk: np.ndarray, upper_ijk: np.ndarray
+        self, index_to_world: np.ndarray, lower_ijk: Sequence[int] | np.ndarray, upper_ijk: Sequence[int] | np.ndarray
     ) -> np.ndarray:
         """Test the voxel centres of an index box of a grid; returns bool (nk, nj, ni).
 
@@ -221,7 +222,7 @@ def elliptic_cylinder(
 
     Tilt its caps with :meth:`ConvexSolid.clipped` (keep ``half_height_mm`` large enough to contain the tilt).
     """
-    a, b = (float(s) for s in semi_axes_mm)
+    a, b = (float(s) for s in np.asarray(semi_axes_mm, dtype=np.float64))
     h = float(half_height_mm)
     planes = np.array([[0.0, 0.0, 1.0, h], [0.0, 0.0, -1.0, h]])
     return ConvexSolid(

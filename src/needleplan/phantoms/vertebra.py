@@ -179,7 +179,7 @@ def paint_lumbar(painter: Painter, level: Level, shared: dict) -> None:
         centre = 0.5 * (corner + apex) + 0.5 * shared["lamina_thickness_mm"] * outward
         centre[2] = 0.5 * (level.lamina_top_mm + level.lamina_bottom_mid_mm)
         half = (
-            0.5 * np.linalg.norm(apex - corner) + 3.0, 0.5 * shared["lamina_thickness_mm"],
+            0.5 * float(np.linalg.norm(apex - corner)) + 3.0, 0.5 * shared["lamina_thickness_mm"],
             0.5 * (level.lamina_top_mm - level.lamina_bottom_mid_mm),
         )
         lamina = box(frame.point(centre), half, frame.rotation(along, z_up))

@@ -32,6 +32,7 @@ def complete(scene: Scene, procedure: Procedure, level: str, side: str, setup: S
     if result.oblique_deg is None:
         return Plan(feasible=False, reason=result.reason, **common)
     oblique, tilt = result.oblique_deg, result.tilt_deg
+    assert tilt is not None and result.depth_mm is not None  # a found pose has all three
     direction = direction_from_angles(oblique, tilt)
     entry = target - float(result.depth_mm) * direction
     tip = target + setup.tip_beyond_mm * direction
@@ -100,6 +101,7 @@ def _find_path(scene: Scene, procedure: Procedure, level: str, side: str, setup:
         last = search_direction(scene, target, setup.preferred, setup.oblique_range, setup.tilt_range, setup.cost,
                                 setup.rules, opts.grid_step_deg, verify)
         if last.oblique_deg is not None:
+            assert last.tilt_deg is not None  # a found pose has both angles
             shift = float(np.linalg.norm(target - setup.target))
             notes = [] if shift == 0 else [f"the nominal target has no safe straight path ({tried[0]}); the tip is "
                                            f"moved {shift:.1f} mm inside the target region"]

@@ -99,7 +99,7 @@ def font(size_px: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def wrap_to_width(text: str, face: ImageFont.ImageFont, width_px: int) -> list[str]:
+def wrap_to_width(text: str, face: ImageFont.ImageFont | ImageFont.FreeTypeFont, width_px: int) -> list[str]:
     """Break ``text`` into lines no wider than ``width_px`` when drawn in ``face`` (words are never split)."""
     average = max(face.getlength("abcdefghijklmnopqrstuvwxyz") / 26.0, 1.0)
     chars = max(int(width_px / average), 8)

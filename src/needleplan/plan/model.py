@@ -213,6 +213,7 @@ class Plan:
         if not self.feasible:
             return f"{self.name}: not feasible: {self.reason}"
         needle = self.needle_choice
+        assert needle is not None and self.depth_mm is not None  # a feasible plan has its path and needle
         trajectory = next((view.words for view in self.views if view.name == "Trajectory"), "")
         warnings = self.safety.to_dict()["warnings"]
         verdict = "safe" if self.safety.safe else "UNSAFE"

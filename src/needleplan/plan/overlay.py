@@ -137,8 +137,8 @@ def render_view(volume: Volume, spine: Spine, plan: Plan, view: View, number: in
     legend.insert(0, ("target", COLOURS["target"]))
     if plan.entry_mm is not None and _draw_entry(rgb, carm, plan.entry_mm, target_px, radius_px):
         legend.append(("skin entry", COLOURS["entry"]))
-    if drawn_plan_needle and _draw_line(rgb, carm, np.vstack([plan.needle.hub_mm, plan.needle.tip_mm]),
-                                        COLOURS["plan needle"], 1.0):
+    if drawn_plan_needle and plan.needle is not None and _draw_line(
+            rgb, carm, np.vstack([plan.needle.hub_mm, plan.needle.tip_mm]), COLOURS["plan needle"], 1.0):
         legend.append(("planned needle", COLOURS["plan needle"]))
     for needle in needles:  # steel stays on top of every outline, as on a real overlay
         on_needle = _needle_mask(shape, carm, needle.tip_mm, needle.hub_mm, needle.diameter_mm)
@@ -160,7 +160,7 @@ def write_view_images(images: list[ViewImage], folder: str | os.PathLike[str], p
 
 
 # ---- geometry on the image ---------------------------------------------------------------------------------------
-def _px_per_mm(carm: CArm, depth_mm: np.ndarray) -> np.ndarray:
+def _px_per_mm(carm: CArm, depth_mm: float | np.ndarray) -> np.ndarray:
     """Pixels per mm of an object at ``depth_mm`` from the source (perspective scale)."""
     return carm.intrinsics[0, 0] / np.maximum(np.asarray(depth_mm, dtype=np.float64), 1e-6)
 

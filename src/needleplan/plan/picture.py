@@ -124,7 +124,7 @@ def _render(plan: Plan, scene: PlanScene, size: tuple[int, int], trainee: Needle
 
     plotter = pv.Plotter(off_screen=True, window_size=list(size))
     try:
-        plotter.set_background(_BACKGROUND)
+        plotter.set_background(_BACKGROUND)  # type: ignore[arg-type]  # pyvista wraps it: mypy sees it unbound
         target_label = _target_label(plan)
         for label, mesh in scene.bones.items():
             colour = _ILIUM if label in ILIUM_IDS.values() else (_TARGET_LEVEL if label == target_label else _BONE)
@@ -146,7 +146,7 @@ def _target_label(plan: Plan) -> int | None:
     return VERSE_IDS.get(name)
 
 
-def _tube(line: np.ndarray, radius: float) -> Any:
+def _tube(line: np.ndarray | list[np.ndarray], radius: float) -> Any:
     import pyvista as pv
 
     return pv.lines_from_points(np.asarray(line, dtype=np.float64)).tube(radius=radius, n_sides=16)

@@ -188,6 +188,7 @@ def _summary_table(plans: Sequence[Plan], skipped: Mapping[str, str]) -> str:
         if plan.feasible:
             status = "feasible" + (", with warnings" if _warnings(plan) else "")
             css = "warning" if _warnings(plan) else "ok"
+            assert plan.oblique_deg is not None and plan.tilt_deg is not None  # a feasible plan has its path
             angles = table_angle_words(plan.oblique_deg, plan.tilt_deg, plan.side)
             needle = (f"{plan.needle_choice.gauge}G {plan.needle_choice.length_mm:.0f} mm"
                       if plan.needle_choice else "-")
@@ -241,6 +242,7 @@ def _plan_section(plan: Plan, views: Sequence[tuple[View, Image]], picture: Imag
 
 def facts_rows(plan: Plan) -> list[tuple[str, str]]:
     """The plan's facts as (what, words) rows: level, entry, angles, depth (the needle is :func:`needle_words`)."""
+    assert plan.oblique_deg is not None and plan.tilt_deg is not None, "facts_rows needs a plan with a path"
     rows = [("level and side", f"{_level_words(plan)}, {plan.side}"),
             ("skin entry", plan.entry_in_words or "-")]
     rows += [(f"entry from the {where}", words) for where, words in
@@ -296,6 +298,7 @@ def _safety_table(plan: Plan) -> str:
 
 def _lesion_table(plan: Plan) -> str:
     lesion = plan.lesion
+    assert lesion is not None  # _plan_section adds this table only for a plan with a lesion
     rows = [("active tip", _mm(lesion.active_tip_mm)), ("lesion length", _mm(lesion.length_mm, 1)),
             ("lesion radius", _mm(lesion.radius_mm, 1)),
             ("nerve inside the lesion", _mm(lesion.nerve_captured_mm, 1) + f" (aim: at least "

@@ -133,7 +133,8 @@ def search_direction(scene: Scene, target_mm: np.ndarray, preferred: tuple[float
         path the fast check passed (it samples more finely); a failed candidate is skipped.
     """
     verify = verify or (lambda oblique, tilt, depth: "")
-    window = {"oblique_deg": tuple(map(float, oblique_range)), "tilt_deg": tuple(map(float, tilt_range))}
+    window = {"oblique_deg": (float(oblique_range[0]), float(oblique_range[1])),
+              "tilt_deg": (float(tilt_range[0]), float(tilt_range[1]))}
     first = check_paths(scene, target_mm, direction_from_angles(*preferred)[None], rules)
     first_reason = first.reasons[0] or verify(preferred[0], preferred[1], float(first.depth_mm[0]))
     if not first_reason:

@@ -156,7 +156,7 @@ def shot_volume(ct: Volume, voxel_mm: float = SHOT_VOXEL_MM) -> Volume:
     count = np.floor(extent / coarse + 1e-9).astype(int) + 1
     index_to_world = body.index_to_world.copy()
     index_to_world[:3, :3] = body.index_to_world[:3, :3] / spacing * coarse
-    return body.resample(index_to_world, tuple(int(n) for n in count[::-1]))
+    return body.resample(index_to_world, (int(count[2]), int(count[1]), int(count[0])))  # (nz, ny, nx)
 
 
 def crop_to_body(ct: Volume, air_hu: float = -900.0) -> Volume:

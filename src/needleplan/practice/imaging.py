@@ -58,7 +58,7 @@ def reveal_png(case: PracticeCase, carm: CArm, trainee: Sequence[Needle], path: 
 
     view = View("Your last view", carm, "the plan over your needle", None, carm.describe())
     with RENDER_LOCK:
-        image = render_view(case.shot_ct, case.spine, case.plan, view, size=carm.detector_pixels[0], needles=trainee)
+        image = render_view(case.shot_ct, case.spine, case.plan, view, size=carm.detector_rows_cols[0], needles=trainee)
     path = Path(path)
     with atomic_file(path) as tmp:
         tmp.write_bytes(encode_pixels(np.ascontiguousarray(image.rgb), "png"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,8 @@ def replay(case: PracticeCase, document: dict[str, Any]) -> Session:
     try:
         session = Session(case, str(info.get("id", "replay")), str(info.get("trainee", "")), clock=lambda: 0.0)
         session.started_utc = str(info.get("started_utc", ""))
-        apply = {"carm": session.set_carm, "shot": session.shoot, "needle": session.move_needle,
-                 "finish": session.finish}
+        apply: dict[str, Callable[..., Any]] = {"carm": session.set_carm, "shot": session.shoot,
+                                                "needle": session.move_needle, "finish": session.finish}
         for action in actions[1:]:
             kind = action.get("kind") if isinstance(action, dict) else None
             if kind not in apply:

@@ -61,6 +61,7 @@ def score_session(session: "Session") -> dict[str, Any]:
 
 def _tip(session: "Session") -> dict[str, Any]:
     plan, needle, scene = session.case.plan, session.needle, session.case.scene
+    assert needle is not None and plan.needle is not None  # scored once the needle is in; the plan is feasible
     planned_tip = plan.needle.tip_mm
     tip = needle.tip_mm
     # RFA's region is around the lesion's centre, half a lesion behind the tip
@@ -87,6 +88,7 @@ def _tip(session: "Session") -> dict[str, Any]:
 
 def _angle(session: "Session") -> dict[str, Any]:
     plan, needle = session.case.plan, session.needle
+    assert needle is not None and plan.direction is not None  # scored once the needle is in; the plan is feasible
     error = angle_between_deg(needle.direction, plan.direction)
     oblique, tilt = angles_from_direction(needle.direction)
     plan_oblique, plan_tilt = angles_from_direction(plan.direction)
@@ -97,6 +99,8 @@ def _angle(session: "Session") -> dict[str, Any]:
 
 def _rfa(session: "Session") -> dict[str, Any]:
     plan, needle = session.case.plan, session.needle
+    # scored once the needle is in, for a plan with a lesion (RFA), which has the nerve it aims at
+    assert needle is not None and plan.lesion is not None and plan.nerve is not None
     lesion = lesion_at(plan.nerve, needle.tip_mm, needle.direction, plan.options)
     captured, angle = lesion.nerve_captured_mm, lesion.electrode_to_nerve_deg
     aim_mm, max_deg = plan.options.rfa_capture_min_mm, plan.options.rfa_max_angle_deg  # the plan's own thresholds
@@ -124,7 +128,8 @@ def _safety(session: "Session") -> dict[str, Any]:
 
 def _views(session: "Session") -> dict[str, Any]:
     """For each distinct view of the plan, the closest any shot came to it (angle between the beams)."""
-    items, seen = [], []
+    items: list[dict[str, Any]] = []
+    seen: list[np.ndarray] = []
     for view in session.case.plan.views:
         beam = view.carm.beam_direction
         if any(angle_between_deg(beam, other) < 0.5 for other in seen):

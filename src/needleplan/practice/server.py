@@ -117,6 +117,7 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
 
     def task() -> dict[str, Any]:
         plan = case.plan
+        assert plan.needle_choice is not None  # the case's plan is feasible, so it has its needle
         return {"mode": "review" if review is not None else "practice", "case": case.name,
                 "procedure": plan.procedure, "procedure_name": get_procedure(plan.procedure).title, "level": plan.level,
                 "side": plan.side, "approach": plan.approach, "in_words": case.task_words,
@@ -204,10 +205,11 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
         session, _ = sessions.get(sid)
         if not session.finished:
             raise PracticeInputError("the session is not finished yet: press Finish first", 409)
+        assert session.score is not None  # finish() scored it
         return session.score
 
     @app.get("/api/sessions/{sid}/log")
-    async def get_log(sid: str) -> JSONResponse:
+    async def get_log(sid: str) -> Response:
         session, lock = sessions.get(sid)
 
         def read() -> str:
@@ -255,6 +257,7 @@ def create_app(case: PracticeCase, *, log_dir: str | os.PathLike[str], max_sessi
 
     def _reveal(session: Session) -> dict[str, Any]:
         plan = case.plan
+        assert plan.entry_mm is not None and plan.needle is not None  # the case's plan is feasible
         base = f"/api/sessions/{session.id}"
         return {"target_mm": plan.target_mm.round(2).tolist(), "entry_mm": plan.entry_mm.round(2).tolist(),
                 "needle": plan.needle.to_dict(), "trajectory_in_words": next(

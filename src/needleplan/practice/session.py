@@ -278,6 +278,7 @@ class Session:
             raise PracticeInputError("place needs either shot, col and row (a pixel of a shot) or left_mm and "
                                      "cranial_mm (offsets on the back)", 400)
         choice = self.case.plan.needle_choice
+        assert choice is not None  # the case's plan is feasible, so it has its needle
         needle = NeedleState(entry, direction, 0.0, float(choice.length_mm), int(choice.gauge))
         return needle, f"needle placed on the skin, {self._entry_words(entry)}", "skin"
 
@@ -287,7 +288,7 @@ class Session:
             if body["along"] != "beam":
                 raise PracticeInputError(f"along must be 'beam', got {body['along']!r}", 422)
             # the X-ray through the entry, source-ward: the needle then shows as a dot (the gun-barrel view)
-            direction = self.carm().source_mm - self.needle.entry_mm
+            direction = self.carm().source_mm - self._placed().entry_mm
             direction /= np.linalg.norm(direction)
         else:
             _only(body, {"action", "oblique_deg", "tilt_deg"})
@@ -303,7 +304,7 @@ class Session:
         d_tilt = _number(body, "tilt_deg", LIMITS["redirect_deg"], 0.0)
         if "oblique_deg" not in body and "tilt_deg" not in body:
             raise PracticeInputError("redirect needs oblique_deg or tilt_deg (degrees to turn)", 400)
-        oblique, tilt = angles_from_direction(self.needle.direction)
+        oblique, tilt = angles_from_direction(self._placed().direction)
         tilt = tilt + d_tilt
         low, high = LIMITS["needle_tilt_deg"]
         if not low <= tilt <= high:
@@ -312,7 +313,7 @@ class Session:
         return self._pivot(direction_from_angles(oblique + d_oblique, tilt))
 
     def _pivot(self, direction: np.ndarray) -> tuple[NeedleState, str, str | None]:
-        needle = self.needle
+        needle = self._placed()
         if direction[1] > 0:  # toward the back: out of the patient
             raise PracticeInputError("that direction points out of the patient's back; aim anteriorly", 422)
         depth, on_bone = self._reach(needle.entry_mm, direction, 0.0, needle.depth_mm)
@@ -326,7 +327,7 @@ class Session:
     def _advance(self, body: dict[str, Any]) -> tuple[NeedleState, str, str | None]:
         _only(body, {"action", "mm"})
         step = _number(body, "mm", LIMITS["step_mm"])
-        needle = self.needle
+        needle = self._placed()
         goal = min(needle.depth_mm + step, needle.length_mm)
         depth, on_bone = self._reach(needle.entry_mm, needle.direction, needle.depth_mm, goal)
         moved = NeedleState(needle.entry_mm, needle.direction, depth, needle.length_mm, needle.gauge, on_bone)
@@ -339,12 +340,17 @@ class Session:
     def _withdraw(self, body: dict[str, Any]) -> tuple[NeedleState, str, str | None]:
         _only(body, {"action", "mm"})
         step = _number(body, "mm", LIMITS["step_mm"])
-        needle = self.needle
+        needle = self._placed()
         depth = max(needle.depth_mm - step, 0.0)
         moved = NeedleState(needle.entry_mm, needle.direction, depth, needle.length_mm, needle.gauge, False)
         if depth == 0.0:
             return moved, "withdrawn to the skin", "skin"
         return moved, f"withdrawn to {depth:.1f} mm", None
+
+    def _placed(self) -> NeedleState:
+        """The needle, for the actions that :meth:`move_needle` takes only once it is placed."""
+        assert self.needle is not None, "move_needle refuses this action before the needle is placed"
+        return self.needle
 
     def _reach(self, entry: np.ndarray, direction: np.ndarray, start_mm: float, goal_mm: float) -> tuple[float, bool]:
         """Depth the tip reaches going from ``start_mm`` to ``goal_mm`` along the needle; True if bone stopped it."""
@@ -403,6 +409,7 @@ class Session:
                 self.punctures += 1
             self._last_move = 0
             return
+        assert before is not None  # only place comes without a needle
         if before.depth_mm > IN_TISSUE_MM or after.depth_mm > IN_TISSUE_MM:
             self.path_mm += float(np.linalg.norm(after.tip_mm - before.tip_mm))
         if action in ("aim", "redirect") and before.depth_mm > IN_TISSUE_MM:
@@ -425,6 +432,7 @@ class Session:
     def _check_safety(self, index: int) -> None:
         safety = self.safety()
         if safety is not None and safety.violations:
+            assert self.needle is not None  # a safety report means the needle is in
             self.violations_during.append({"action": index, "depth_mm": round(self.needle.depth_mm, 2),
                                            "violations": safety.violations})
 
@@ -450,8 +458,9 @@ class Session:
         return float(sum(shot.field_area_cm2 for shot in self.shots))
 
     def _carm_dict(self, words: bool = True) -> dict[str, Any]:
-        pose = {"oblique_deg": self.oblique_deg, "tilt_deg": self.tilt_deg, "collimator_mm": self.collimator_mm,
-                "pan_left_mm": self.pan_left_mm, "pan_cranial_mm": self.pan_cranial_mm}
+        pose: dict[str, Any] = {"oblique_deg": self.oblique_deg, "tilt_deg": self.tilt_deg,
+                                "collimator_mm": self.collimator_mm, "pan_left_mm": self.pan_left_mm,
+                                "pan_cranial_mm": self.pan_cranial_mm}
         if words:
             pose["in_words"] = self.carm_of(pose).describe()
             pose["field_area_cm2"] = round(self.field_area_cm2(), 2)

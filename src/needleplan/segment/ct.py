@@ -213,10 +213,12 @@ def _is_sacrum(slabs: np.ndarray, k: int, other_base: int, affine: np.ndarray, c
     sacrum-tall along the spine and touching a large piece of other bone (``boxes[k - 1]`` holds label k)."""
     if k < 2 or column.discs[k - 2].thin:
         return False
-    points = voxel_centres_mm(_voxels_of(slabs, k, boxes[k - 1]), affine)
+    box = boxes[k - 1]
+    assert box is not None  # k is a label present in slabs
+    points = voxel_centres_mm(_voxels_of(slabs, k, box), affine)
     axis = column.line.superior[int(column.line.nearest(points.mean(axis=0)[None])[0])]
     height = float(np.ptp(points @ axis))
-    touching = _neighbours(slabs, k, boxes[k - 1])
+    touching = _neighbours(slabs, k, box)
     big = [p for p in touching if p >= other_base and piece_ml[p] >= MIN_ILIUM_ML]
     return MIN_SACRUM_HEIGHT_MM <= height <= MAX_SACRUM_HEIGHT_MM and bool(big)
 
@@ -229,13 +231,17 @@ def _ilia(slabs: np.ndarray, sacrum: int, other_base: int, affine: np.ndarray, c
     sacrum's centroid) holds both hip bones: it is cut on that plane and its right part gets a new id in
     ``slabs`` (changed in place).
     """
-    sacral_centre = voxel_centres_mm(_voxels_of(slabs, sacrum, boxes[sacrum - 1]), affine).mean(axis=0)
+    sacral_box = boxes[sacrum - 1]
+    assert sacral_box is not None  # the sacrum is a label present in slabs
+    sacral_centre = voxel_centres_mm(_voxels_of(slabs, sacrum, sacral_box), affine).mean(axis=0)
     n = int(curve.nearest(sacral_centre[None])[0])
     out: dict[int, str] = {}
-    for piece in _neighbours(slabs, sacrum, boxes[sacrum - 1]):
+    for piece in _neighbours(slabs, sacrum, sacral_box):
         if piece < other_base or piece_ml[piece] < MIN_ILIUM_ML:
             continue
-        zyx = _voxels_of(slabs, piece, boxes[piece - 1])
+        piece_box = boxes[piece - 1]
+        assert piece_box is not None  # a piece touching the sacrum is present
+        zyx = _voxels_of(slabs, piece, piece_box)
         on_left = (voxel_centres_mm(zyx, affine) - curve.points_mm[n]) @ curve.left[n] > 0
         share = float(on_left.mean())
         if min(share, 1.0 - share) >= JOINED_SHARE:

@@ -314,11 +314,11 @@ def _outline(points2d: np.ndarray, z: float, origin: np.ndarray, axes: np.ndarra
     rel = points2d - centre
     angle = np.arctan2(rel[:, 1], rel[:, 0])
     sector = np.floor((angle + np.pi) / np.radians(10.0)).astype(int)
-    ring = []
+    farthest = []
     for s in np.unique(sector):
         here = rel[sector == s]
-        ring.append(here[np.argmax(np.linalg.norm(here, axis=1))])
-    ring = np.array(ring) + centre
+        farthest.append(here[np.argmax(np.linalg.norm(here, axis=1))])
+    ring = np.array(farthest) + centre
     ring = np.vstack([ring, ring[:1]])
     return to_world(np.column_stack([ring, np.full(len(ring), z)]), origin, axes)
 

@@ -149,12 +149,12 @@ def _axis_reorder(volume: Volume, spacing: float) -> tuple[tuple[int, bool], ...
 def _reordered(voxels: np.ndarray, reorder: tuple[tuple[int, bool], ...]) -> np.ndarray:
     """Scan array -> working array (``reorder`` from :func:`_axis_reorder`)."""
     out = np.transpose(voxels, [axis for axis, _ in reorder])
-    return np.flip(out, [n for n, (_, flipped) in enumerate(reorder) if flipped])
+    return np.flip(out, tuple(n for n, (_, flipped) in enumerate(reorder) if flipped))
 
 
 def _restored(values: np.ndarray, reorder: tuple[tuple[int, bool], ...]) -> np.ndarray:
     """Working array -> scan array (inverse of :func:`_reordered`)."""
-    out = np.flip(values, [n for n, (_, flipped) in enumerate(reorder) if flipped])
+    out = np.flip(values, tuple(n for n, (_, flipped) in enumerate(reorder) if flipped))
     return np.ascontiguousarray(np.transpose(out, np.argsort([axis for axis, _ in reorder])))
 
 

@@ -181,8 +181,8 @@ def _tube_scores(components: np.ndarray, count: int, spacing_mm: float, n_slices
     (:func:`_roundness`), when its cross-sections are canal-sized and steady; 0 otherwise."""
     nz = components.shape[0]
     z = np.broadcast_to(np.arange(nz)[:, None, None], components.shape)
-    areas = np.bincount((components * nz + z).ravel(), minlength=(count + 1) * nz).reshape(count + 1, nz)
-    areas = areas * spacing_mm**2
+    counts = np.bincount((components * nz + z).ravel(), minlength=(count + 1) * nz).reshape(count + 1, nz)
+    areas = counts * spacing_mm**2
     present = areas > 0
     coverage = present.sum(axis=1) / max(n_slices, 1)
     median = np.array([np.median(row[row > 0]) if row.any() else 0.0 for row in areas])

@@ -134,9 +134,9 @@ def joint_lines(contact: np.ndarray, sacrum_up: np.ndarray | None = None) -> tup
             edges.append([*np.percentile(depth[band], EDGE_PERCENTILES), float(np.median(offset[band]))])
     if len(heights) < 2:
         return None
-    h, edges = np.array(heights), np.array(edges)
+    h, edge_rows = np.array(heights), np.array(edges)
     degree = min(2, len(h) - 1)
-    smooth = np.column_stack([np.polyval(np.polyfit(h, edges[:, j], degree), h) for j in range(3)])
+    smooth = np.column_stack([np.polyval(np.polyfit(h, edge_rows[:, j], degree), h) for j in range(3)])
     lines = []
     for j in (0, 1):
         lines.append(centre + h[:, None] * up + smooth[:, j, None] * back + smooth[:, 2, None] * normal)

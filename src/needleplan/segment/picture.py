@@ -241,7 +241,7 @@ def _render(spine: Spine, meshes: dict[int, Any], size: tuple[int, int], landmar
     points, lines = landmark_geometry(spine) if landmarks else (np.zeros((0, 3)), {})
     plotter = pv.Plotter(off_screen=True, window_size=list(size))
     try:
-        plotter.set_background(_BACKGROUND)
+        plotter.set_background(_BACKGROUND)  # type: ignore[arg-type]  # pyvista wraps it: mypy sees it unbound
         opacity = 0.75 if len(points) or lines else 1.0  # see the landmarks inside the bone
         colours = level_colours(list(meshes))
         for label, mesh in meshes.items():

@@ -177,7 +177,7 @@ def _channels(mask: np.ndarray, affine: np.ndarray, origin: np.ndarray, axes: np
     world = to_world(grid.reshape(-1, 3), origin, axes)
     index = np.rint((world - affine[:3, 3]) @ np.linalg.inv(affine[:3, :3]).T).astype(np.int64)[:, ::-1]
     inside = np.all((index >= 0) & (index < mask.shape), axis=1)
-    bone = np.zeros(len(index), dtype=bool)
+    bone: np.ndarray = np.zeros(len(index), dtype=bool)
     bone[inside] = mask[tuple(index[inside].T)]
     bone = bone.reshape(grid.shape[:3])
     in_slice = np.zeros((3, 3, 3), dtype=bool)
