@@ -279,14 +279,24 @@ def _sigint_blocked() -> Iterator[None]:
     """Block SIGINT in this thread meanwhile; this process gets a SIGINT that came meanwhile when it ends.
 
     Processes started meanwhile inherit SIGINT blocked from their first instruction, so a Ctrl+C in the terminal,
-    which reaches the whole process group, never reaches them: this process alone answers it, and stops them.
+    which reaches the whole process group, never reaches them: this process alone answers it, and stops them. A
+    thread that does not block SIGINT (numba's, started earlier by planning) can still take the signal for the
+    process, and Python would then raise KeyboardInterrupt here, half-way through starting a worker (which then
+    fails with a traceback): so meanwhile the signal is only noted, and raised when the workers have started.
     """
     resource_tracker.ensure_running()  # start it now, not meanwhile: starting it unblocks SIGINT
+    noted: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.signal(signal.SIGINT, lambda number, _frame: noted.append(number)) if main else None
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)  # a SIGINT held back is noted now
+        if main:
+            signal.signal(signal.SIGINT, handler)
+            if noted:
+                raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
