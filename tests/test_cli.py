@@ -119,17 +119,6 @@ def test_phantom_command_never_overwrites(tmp_path, capsys):
 NEEDLE = {"name": "left", "tip_mm": [30.0, 28.0, 24.0], "hub_mm": [50.0, -10.0, 30.0], "gauge": 22}
 
 
-@pytest.fixture(scope="module")
-def small_ct(tmp_path_factory) -> Path:
-    """A 2 mm CT (air, water block, bone bar) as NIfTI."""
-    voxels = np.full((24, 28, 32), -1000, dtype=np.int16)
-    voxels[3:21, 4:24, 4:28] = 0
-    voxels[8:16, 10:18, 12:20] = 1200
-    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
-    npl.save_volume(npl.Volume(voxels, affine_from_geometry([2.0, 2.0, 2.0], [0.0, 0.0, 0.0])), path)
-    return path
-
-
 def test_render_writes_the_image_and_its_geometry(small_ct, tmp_path, capsys):
     (tmp_path / "plan.json").write_text(json.dumps({"needle": NEEDLE, "other": "plan fields"}))
     out = tmp_path / "shots" / "l4.png"

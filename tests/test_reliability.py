@@ -19,24 +19,12 @@ import needleplan as npl
 from needleplan.cli import main
 from needleplan.dataset import config_from_dict
 from needleplan.errors import CorruptFileError, NeedleplanError
-from needleplan.volume import affine_from_geometry
 
 from cli_errors import one_error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "needleplan.cli"]
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
-
-
-@pytest.fixture(scope="module")
-def small_ct(tmp_path_factory) -> Path:
-    """A 2 mm CT (air, water block, bone bar) as NIfTI."""
-    voxels = np.full((24, 28, 32), -1000, dtype=np.int16)
-    voxels[3:21, 4:24, 4:28] = 0
-    voxels[8:16, 10:18, 12:20] = 1200
-    path = tmp_path_factory.mktemp("ct") / "ct.nii.gz"
-    npl.save_volume(npl.Volume(voxels, affine_from_geometry([2.0, 2.0, 2.0], [0.0, 0.0, 0.0])), path)
-    return path
 
 
 # ---- a dataset run killed or interrupted -----------------------------------------------------------------------
