@@ -115,7 +115,7 @@ class Scene:
         points = np.asarray(points_mm, dtype=np.float64)
         beyond_rim = from_tip_mm > contact_mm + self.rim_extra_mm
         solid = (self.lookup(self.bone, points) > 0) & (from_tip_mm > contact_mm)
-        return solid | (beyond_rim & ((self.lookup(self.bone_rim, points)) | (self.bone_fraction(points) >= 0.5)))
+        return solid | (beyond_rim & (self.lookup(self.bone_rim, points) | (self.bone_fraction(points) >= 0.5)))
 
     def bone_near(self, point_mm: np.ndarray) -> int:
         """The largest value of :attr:`shaft_bone` in the nearest voxel and its 26 neighbours (0 if none), to name
