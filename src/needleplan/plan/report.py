@@ -20,8 +20,8 @@ from ..io.atomic import atomic_file
 from .model import Plan, View
 from .procedures import get_procedure
 
-__all__ = ["facts_rows", "levels_statements", "needle_words", "offset_words", "report_html", "table_angle_words",
-           "write_report"]
+__all__ = ["clearance_words", "facts_rows", "levels_statements", "needle_words", "offset_words", "plan_warnings",
+           "report_html", "table_angle_words", "write_report"]
 
 Image = bytes | str | os.PathLike
 """A PNG as bytes or as the path of a file."""
@@ -61,7 +61,7 @@ def _mm(value: float | None, digits: int = 0) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.{digits}f} mm"
 
 
-def _number(value: float) -> str:
+def clearance_words(value: float) -> str:
     """A clearance cell: one decimal, or a dash when the rule has no distance (bone on the way)."""
     return f"{value:.1f}" if math.isfinite(value) else "-"
 
@@ -186,8 +186,8 @@ def _summary_table(plans: Sequence[Plan], skipped: Mapping[str, str]) -> str:
     rows = []
     for plan in plans:
         if plan.feasible:
-            status = "feasible" + (", with warnings" if _warnings(plan) else "")
-            css = "warning" if _warnings(plan) else "ok"
+            status = "feasible" + (", with warnings" if plan_warnings(plan) else "")
+            css = "warning" if plan_warnings(plan) else "ok"
             assert plan.oblique_deg is not None and plan.tilt_deg is not None  # a feasible plan has its path
             angles = table_angle_words(plan.oblique_deg, plan.tilt_deg, plan.side)
             needle = (f"{plan.needle_choice.gauge}G {plan.needle_choice.length_mm:.0f} mm"
@@ -205,7 +205,8 @@ def _summary_table(plans: Sequence[Plan], skipped: Mapping[str, str]) -> str:
             + "\n".join(rows) + "\n</table>\n")
 
 
-def _warnings(plan: Plan) -> list[str]:
+def plan_warnings(plan: Plan) -> list[str]:
+    """The warnings of a plan's safety report and needle choice, as report.html lists them."""
     return list(plan.safety.to_dict()["warnings"])
 
 
@@ -227,7 +228,7 @@ def _plan_section(plan: Plan, views: Sequence[tuple[View, Image]], picture: Imag
         parts.append(_views_section(views))
     if plan.safety.items:
         parts.append(_safety_table(plan))
-    warnings = _warnings(plan)
+    warnings = plan_warnings(plan)
     if warnings:
         parts.append("<h3>Warnings</h3>\n<ul>" + "".join(f"<li class=\"warning\">{_e(w)}</li>" for w in warnings)
                      + "</ul>\n")
@@ -286,8 +287,8 @@ def _views_section(views: Sequence[tuple[View, Image]]) -> str:
 
 def _safety_table(plan: Plan) -> str:
     rows = "".join(
-        f"<tr><td>{_e(item.structure)}</td><td class=\"num\">{_number(item.clearance_mm)}</td>"
-        f"<td class=\"num\">{_number(item.tip_clearance_mm)}</td><td>{_e(item.rule)}</td>"
+        f"<tr><td>{_e(item.structure)}</td><td class=\"num\">{clearance_words(item.clearance_mm)}</td>"
+        f"<td class=\"num\">{clearance_words(item.tip_clearance_mm)}</td><td>{_e(item.rule)}</td>"
         f"<td class=\"{_e(item.status)}\">{_e(item.status)}</td><td>{_e(item.message)}</td></tr>"
         for item in plan.safety.items)
     verdict = ("<p class=\"ok\">No no-go rule is broken.</p>" if plan.safety.safe else

@@ -19,7 +19,7 @@ from .. import __version__
 from ..errors import NeedleplanError
 from ..io.atomic import atomic_file
 from .model import Plan, View
-from .report import facts_rows, levels_statements, needle_words
+from .report import clearance_words, facts_rows, levels_statements, needle_words, plan_warnings
 from .procedures import get_procedure
 
 __all__ = ["PAGE_PX", "plan_page", "report_pdf", "write_report_pdf"]
@@ -101,7 +101,7 @@ def plan_page(plan: Plan, views: Sequence[tuple[View, np.ndarray]] = (), source:
         out.text("NOT FEASIBLE: no safe straight path.", 24, "violation")
         out.text(plan.reason, 19, "violation")
     else:
-        warnings = list(plan.safety.to_dict()["warnings"])
+        warnings = plan_warnings(plan)
         out.text("FEASIBLE: every rule of the procedure passed" + (", with warnings" if warnings else "") + ".", 24,
                  "warning" if warnings else "ok")
         for what, words in facts_rows(plan):
@@ -119,8 +119,7 @@ def plan_page(plan: Plan, views: Sequence[tuple[View, np.ndarray]] = (), source:
         out.text("Safety (clearances in mm: minimum along the needle / at the tip)", 19, "muted")
         for item in plan.safety.items:
             values = (item.clearance_mm, item.tip_clearance_mm)
-            numbers = (" (" + " / ".join("-" if not np.isfinite(v) else f"{v:.1f}" for v in values) + ")"
-                       if np.isfinite(values).any() else "")
+            numbers = f" ({' / '.join(map(clearance_words, values))})" if np.isfinite(values).any() else ""
             words = f"{item.status}: {item.message}" if item.message else f"{item.status} (rule: {item.rule})"
             out.pair(f"{item.structure}{numbers}", words, item.status if item.status != "ok" else "text")
     return page

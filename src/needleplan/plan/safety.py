@@ -42,7 +42,6 @@ def assess(scene: Scene, procedure: Procedure, approach: str, level: str, side: 
     """Measure every clearance of the straight needle entry -> target and apply the rules (the procedure's own
     included: disc, tip and warnings)."""
     points = needle_samples(entry_mm, target_mm)
-    tip = points[-1:]
     from_tip = np.linalg.norm(points - target_mm, axis=1)
     items: list[SafetyItem] = []
     warnings: list[str] = []
@@ -99,7 +98,7 @@ def assess(scene: Scene, procedure: Procedure, approach: str, level: str, side: 
                             "the shaft crosses no bone before the intended tip contact",
                             "violation" if crossing.any() else "ok", f"the shaft crosses the {hit}" if hit else ""))
 
-    items += procedure.tip_items(scene, level, side, tip)
+    items += procedure.tip_items(scene, level, side, points[-1])
     warnings += procedure.warnings(scene, level, side, target_mm)
     return Safety(items, [w for w in warnings if w])
 

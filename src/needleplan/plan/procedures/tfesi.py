@@ -227,8 +227,7 @@ def _behind_ventral_s1(scene: Scene, level: str, side: str, tip: np.ndarray) -> 
     if root is None or "axes" not in marks:
         return None
     posterior = np.asarray(marks["axes"]["posterior"], dtype=np.float64)
-    return float((np.asarray(tip, dtype=np.float64).reshape(-1, 3)[0] - np.asarray(root, dtype=np.float64)[-1])
-                 @ posterior)
+    return float((np.asarray(tip, dtype=np.float64) - np.asarray(root, dtype=np.float64)[-1]) @ posterior)
 
 
 def _adamkiewicz(scene: Scene, level: str, side: str, target_mm: np.ndarray) -> str:
