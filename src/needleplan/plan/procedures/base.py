@@ -14,6 +14,7 @@ import numpy as np
 
 from ...anatomy import Spine
 from ...errors import NeedleplanError
+from ..assemble import complete
 from ..model import Lesion, Plan, SafetyItem, View
 from ..options import PlanOptions
 from ..scene import Scene
@@ -76,8 +77,6 @@ class Procedure(ABC):
 
     def plan(self, scene: Scene, level: str, side: str, approach: str | None, opts: PlanOptions) -> Plan:
         """Set up, search and assemble one plan."""
-        from ..assemble import complete
-
         return complete(scene, self, level, side, self.setup(scene, level, side, approach, opts), opts)
 
     @abstractmethod
