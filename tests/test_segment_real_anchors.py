@@ -138,8 +138,9 @@ def test_chest_aorta_at_the_scan_edge_is_not_vertebra(chest):
     scan, _, spine = chest
     labelled = _labelled_near(spine, scan, CHEST_AORTA_LOW_MM)
     if labelled:
-        # measured 224 voxels labelled "L1" (of about 260 in the ball): below the last disc the body line bends
-        # forward onto the aorta, so its lumen seeds the sliver of L1 at the scan's edge
+        # measured 154 voxels labelled "L1" (of about 260 in the ball; 224 before the split dropped bright pieces
+        # apart from the body in their axial slice): at the scan's foot the aorta touches L1's body in the slices
+        # where it is left, so no gap tells them apart
         pytest.xfail(reason=f"{labelled} voxels of the aorta labelled as vertebra")
     assert labelled == 0
 
@@ -196,9 +197,10 @@ def test_chest_t12_dice(chest):
     _, t12, spine = chest
     dice = dice_per_label(spine.labels.voxels, np.where(t12, VERSE_IDS["T12"], 0)).get(VERSE_IDS["T12"], 0.0)
     if dice < 0.85:
-        # measured 0.762: the top of L1 at the scan's edge gets no marker of its own and is flooded into T12 (the
-        # body line bends forward onto the aorta there, tilting the T12-L1 plane), and the 12th ribs' necks next
-        # to the body are flooded into T12
+        # measured 0.781 (0.762 before the aorta in front of T12 was dropped): L1's arch at the scan's foot lies
+        # above the T12-L1 disc plane (tilted 29 degrees, it passes below the scan 40 mm behind the disc), so it
+        # seeds T12 (about 2000 of T12's 4700 extra voxels); the 12th ribs' necks beside the body are flooded
+        # into T12 (about 1000)
         pytest.xfail(reason=f"measured Dice {dice:.3f}")
     assert dice >= 0.85
 

@@ -11,6 +11,18 @@ walls) are not vertebra however close they lie: bone more than :data:`FRONT_MM` 
 in front of it and more than :data:`SIDE_MM` to its side, seeds "other bone" too, and the watershed cuts it off
 the body at the faint gap between them. The side rule holds between two discs only: below the last disc the
 sacral ala spreads sideways in front of the canal.
+
+Nearer than that, a bright thing against the front of a body (a flattened, contrast-filled aorta beside a
+thoracic body, a calcified aortic wall) is told apart by a gap: in the axial slice, bone in front of the body
+line that is not joined to the bone holding the body line's point is not that body's, and not bone: it is
+flooded as such and dropped (as "other bone" it could pass for a rib touching the vertebra). Only the front half
+is judged so: an axial slice cuts a vertebra's posterior elements (a caudally sloping spinous process) apart from
+its arch.
+
+Bone near the spine that is not joined to the canal's ring (within :data:`OTHER_BONE_MM` of the curve) is a vertebra
+only where it could be a loose posterior element: a piece whose voxels lie on average in front of the body line or
+more than :data:`LOOSE_SIDE_MM` to its side (the enhancing cortex of a kidney's upper pole, a crus of the
+diaphragm) is dropped likewise.
 """
 
 from __future__ import annotations
@@ -38,6 +50,16 @@ FRONT_MM = 26.0
 SIDE_MM = 32.0
 #: A slab whose core holds less bone than this (ml) is not a vertebra (a sliver at the scan's edge).
 MIN_VERTEBRA_ML = 4.0
+#: Bone this close to the spine curve (the canal's centre) is the ring of bone round the canal, mm.
+RING_MM = 15.0
+#: A piece of bone that is not joined to the canal's ring and lies on average this far to the side of the body line
+#: is not a loose spinous process or lamina, mm.
+LOOSE_SIDE_MM = 20.0
+#: The watershed's marker of bright things judged not to be bone at all (dropped after the flooding).
+NOT_BONE = np.iinfo(np.int32).max
+#: Beyond its ends the body line is taken as straight down (or up) for this far: the scan's first and last
+#: bodies, cut by its edge, hold no line point, mm.
+LINE_REACH_MM = 20.0
 #: The end slabs (above the first disc, below the last) seed their vertebra this far from the disc (a typical
 #: level's margin), mm.
 END_MARGIN_MM = 8.0
@@ -79,6 +101,63 @@ def in_front_of_bodies(points_mm: np.ndarray, line: SpineCurve, between_discs: n
     posterior = np.einsum("ij,ij->i", offset, line.posterior[nearest])
     lateral = np.einsum("ij,ij->i", offset, line.left[nearest])
     return (posterior < -FRONT_MM) | (between_discs & (posterior < 0.0) & (np.abs(lateral) > SIDE_MM))
+
+
+def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, slab: np.ndarray, affine: np.ndarray,
+                     line: SpineCurve, discs: list[Disc]) -> np.ndarray:
+    """Which bone voxels (given as indices ``zyx``, centres ``points_mm`` and slabs ``slab``) lie in front of the
+    body line but, in their axial slice, in a piece wholly in front of it and apart from the bone that holds the
+    line's point there (see the module).
+    Only the voxels in the same slab as the line's point are judged: an axial slice through a lordotic disc cuts
+    the corner of the next body too."""
+    _, nearest = cKDTree(line.points_mm).query(points_mm)
+    front = np.einsum("ij,ij->i", points_mm - line.points_mm[nearest], line.posterior[nearest]) < 0.0
+    apart = np.zeros(len(zyx), dtype=bool)
+    inverse = np.linalg.inv(affine)
+    eight = np.ones((3, 3), dtype=bool)
+    for k in np.unique(zyx[front, 0]):
+        z_mm = affine[2, 2] * k + affine[2, 3]
+        on_line = int(np.argmin(np.abs(line.points_mm[:, 2] - z_mm)))
+        if abs(line.points_mm[on_line, 2] - z_mm) > LINE_REACH_MM:
+            continue  # the body line does not come near this slice
+        x, y = (inverse @ np.append(line.points_mm[on_line], 1.0))[:2]
+        i, j = int(round(y)), int(round(x))
+        if not (0 <= i < bone.shape[1] and 0 <= j < bone.shape[2] and bone[k, i, j]):
+            continue  # the line's point is not in bone here (a disc, the sacrum's canal): nothing to judge by
+        pieces, _ = ndimage.label(bone[k], structure=eight)
+        held = pieces[i, j]
+        in_slice = zyx[:, 0] == k
+        behind = np.unique(pieces[zyx[in_slice & ~front, 1], zyx[in_slice & ~front, 2]])
+        here = front & in_slice & (slab == slab_index(line.points_mm[on_line:on_line + 1], discs)[0])
+        piece = pieces[zyx[here, 1], zyx[here, 2]]
+        apart[here] = (piece != held) & ~np.isin(piece, behind)
+    return apart
+
+
+def _apart_from_ring(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, distance_mm: np.ndarray,
+                     line: SpineCurve) -> np.ndarray:
+    """Which bone voxels (indices ``zyx``, centres ``points_mm``, ``distance_mm`` from the spine curve) lie in a
+    piece near the spine that is not joined to the canal's ring and is not where a loose posterior element
+    would be (see the module)."""
+    near = distance_mm < OTHER_BONE_MM
+    corridor = np.zeros(bone.shape, dtype=bool)
+    corridor[tuple(zyx[near].T)] = True
+    pieces, count = ndimage.label(corridor, structure=np.ones((3, 3, 3), dtype=bool))
+    piece_of = pieces[tuple(zyx.T)]
+    ring = np.zeros(count + 1, dtype=bool)
+    ring[np.unique(piece_of[near & (distance_mm < RING_MM)])] = True
+    ring[0] = True  # outside the corridor: judged elsewhere
+    if ring.all():
+        return np.zeros(len(zyx), dtype=bool)
+    _, nearest = cKDTree(line.points_mm).query(points_mm)
+    offset = points_mm - line.points_mm[nearest]
+    posterior = np.einsum("ij,ij->i", offset, line.posterior[nearest])
+    side = np.abs(np.einsum("ij,ij->i", offset, line.left[nearest]))
+    size = np.maximum(np.bincount(piece_of, minlength=count + 1), 1)
+    mean_posterior = np.bincount(piece_of, weights=posterior, minlength=count + 1) / size
+    mean_side = np.bincount(piece_of, weights=side, minlength=count + 1) / size
+    apart = ~ring & ((mean_posterior < 0.0) | (mean_side > LOOSE_SIDE_MM))
+    return apart[piece_of]
 
 
 def split_bone(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curve: SpineCurve,
@@ -126,6 +205,9 @@ def _split_box(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     distance, _ = cKDTree(curve.points_mm).query(points)
     slab = slab_index(points, discs)
     elsewhere = (distance > OTHER_BONE_MM) | in_front_of_bodies(points, line, (slab > 0) & (slab < len(discs)))
+    not_bone = _apart_from_body(bone, zyx, points, slab, affine, line, discs)
+    not_bone |= _apart_from_ring(bone, zyx, points, distance, line)
+    elsewhere |= not_bone
     markers = np.zeros(bone.shape, dtype=np.int32)
     seed = (distance < MARKER_REACH_MM) & ~elsewhere & _core(points, slab, discs)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000.0
@@ -137,10 +219,11 @@ def _split_box(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     far[tuple(zyx[elsewhere].T)] = True
     pieces, count = ndimage.label(far, structure=np.ones((3, 3, 3), dtype=bool))
     markers[far] = pieces[far] + other_base - 1
+    markers[tuple(zyx[not_bone].T)] = NOT_BONE
     relief = np.where(bone, -smooth_hu, 4000.0).astype(np.float32)
     flooded = sitk.MorphologicalWatershedFromMarkers(
         sitk.GetImageFromArray(relief), sitk.GetImageFromArray(markers), markWatershedLine=False, fullyConnected=True,
     )
     labels = sitk.GetArrayFromImage(flooded).astype(np.int32)
-    labels[~bone] = 0
+    labels[~bone | (labels == NOT_BONE)] = 0
     return labels
