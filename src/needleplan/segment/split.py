@@ -93,25 +93,26 @@ def _core(points_mm: np.ndarray, slab: np.ndarray, discs: list[Disc]) -> np.ndar
     return keep
 
 
-def in_front_of_bodies(points_mm: np.ndarray, line: SpineCurve, between_discs: np.ndarray) -> np.ndarray:
-    """Which points (M, 3) lie in front of the vertebral bodies, or beside their front half where the point lies
-    between two discs (``between_discs``, (M,) bool); see the module."""
+def offsets_from_line(points_mm: np.ndarray, line: SpineCurve) -> tuple[np.ndarray, np.ndarray]:
+    """How far each point (M, 3) lies behind the body line (negative: in front) and to its left, mm."""
     _, nearest = cKDTree(line.points_mm).query(points_mm)
     offset = points_mm - line.points_mm[nearest]
-    posterior = np.einsum("ij,ij->i", offset, line.posterior[nearest])
-    lateral = np.einsum("ij,ij->i", offset, line.left[nearest])
-    return (posterior < -FRONT_MM) | (between_discs & (posterior < 0.0) & (np.abs(lateral) > SIDE_MM))
+    return np.einsum("ij,ij->i", offset, line.posterior[nearest]), np.einsum("ij,ij->i", offset, line.left[nearest])
 
 
-def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, slab: np.ndarray, affine: np.ndarray,
-                     line: SpineCurve, discs: list[Disc]) -> np.ndarray:
-    """Which bone voxels (given as indices ``zyx``, centres ``points_mm`` and slabs ``slab``) lie in front of the
-    body line but, in their axial slice, in a piece wholly in front of it and apart from the bone that holds the
-    line's point there (see the module).
-    Only the voxels in the same slab as the line's point are judged: an axial slice through a lordotic disc cuts
-    the corner of the next body too."""
-    _, nearest = cKDTree(line.points_mm).query(points_mm)
-    front = np.einsum("ij,ij->i", points_mm - line.points_mm[nearest], line.posterior[nearest]) < 0.0
+def in_front_of_bodies(posterior_mm: np.ndarray, left_mm: np.ndarray, between_discs: np.ndarray) -> np.ndarray:
+    """Which points, given by their :func:`offsets_from_line`, lie in front of the vertebral bodies, or beside their
+    front half where the point lies between two discs (``between_discs``, (M,) bool); see the module."""
+    return (posterior_mm < -FRONT_MM) | (between_discs & (posterior_mm < 0.0) & (np.abs(left_mm) > SIDE_MM))
+
+
+def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, posterior_mm: np.ndarray, slab: np.ndarray,
+                     affine: np.ndarray, line: SpineCurve, discs: list[Disc]) -> np.ndarray:
+    """Which bone voxels (given as indices ``zyx``, offsets behind the body line ``posterior_mm`` and slabs ``slab``)
+    lie in front of the body line but, in their axial slice, in a piece wholly in front of it and apart from the
+    bone that holds the line's point there (see the module). Only the voxels in the same slab as the line's point
+    are judged: an axial slice through a lordotic disc cuts the corner of the next body too."""
+    front = posterior_mm < 0.0
     apart = np.zeros(len(zyx), dtype=bool)
     inverse = np.linalg.inv(affine)
     eight = np.ones((3, 3), dtype=bool)
@@ -134,9 +135,10 @@ def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, s
     return apart
 
 
-def _apart_from_ring(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, distance_mm: np.ndarray,
-                     line: SpineCurve) -> np.ndarray:
-    """Which bone voxels (indices ``zyx``, centres ``points_mm``, ``distance_mm`` from the spine curve) lie in a
+def _apart_from_ring(bone: np.ndarray, zyx: np.ndarray, distance_mm: np.ndarray, posterior_mm: np.ndarray,
+                     left_mm: np.ndarray) -> np.ndarray:
+    """Which bone voxels (indices ``zyx``, ``distance_mm`` from the spine curve, offsets from the body line
+    ``posterior_mm`` and ``left_mm``) lie in a
     piece near the spine that is not joined to the canal's ring and is not where a loose posterior element
     would be (see the module)."""
     near = distance_mm < OTHER_BONE_MM
@@ -149,13 +151,9 @@ def _apart_from_ring(bone: np.ndarray, zyx: np.ndarray, points_mm: np.ndarray, d
     ring[0] = True  # outside the corridor: judged elsewhere
     if ring.all():
         return np.zeros(len(zyx), dtype=bool)
-    _, nearest = cKDTree(line.points_mm).query(points_mm)
-    offset = points_mm - line.points_mm[nearest]
-    posterior = np.einsum("ij,ij->i", offset, line.posterior[nearest])
-    side = np.abs(np.einsum("ij,ij->i", offset, line.left[nearest]))
     size = np.maximum(np.bincount(piece_of, minlength=count + 1), 1)
-    mean_posterior = np.bincount(piece_of, weights=posterior, minlength=count + 1) / size
-    mean_side = np.bincount(piece_of, weights=side, minlength=count + 1) / size
+    mean_posterior = np.bincount(piece_of, weights=posterior_mm, minlength=count + 1) / size
+    mean_side = np.bincount(piece_of, weights=np.abs(left_mm), minlength=count + 1) / size
     apart = ~ring & ((mean_posterior < 0.0) | (mean_side > LOOSE_SIDE_MM))
     return apart[piece_of]
 
@@ -204,9 +202,10 @@ def _split_box(bone: np.ndarray, smooth_hu: np.ndarray, affine: np.ndarray, curv
     points = voxel_centres_mm(zyx, affine)
     distance, _ = cKDTree(curve.points_mm).query(points)
     slab = slab_index(points, discs)
-    elsewhere = (distance > OTHER_BONE_MM) | in_front_of_bodies(points, line, (slab > 0) & (slab < len(discs)))
-    not_bone = _apart_from_body(bone, zyx, points, slab, affine, line, discs)
-    not_bone |= _apart_from_ring(bone, zyx, points, distance, line)
+    posterior, left = offsets_from_line(points, line)
+    elsewhere = (distance > OTHER_BONE_MM) | in_front_of_bodies(posterior, left, (slab > 0) & (slab < len(discs)))
+    not_bone = _apart_from_body(bone, zyx, posterior, slab, affine, line, discs)
+    not_bone |= _apart_from_ring(bone, zyx, distance, posterior, left)
     elsewhere |= not_bone
     markers = np.zeros(bone.shape, dtype=np.int32)
     seed = (distance < MARKER_REACH_MM) & ~elsewhere & _core(points, slab, discs)
