@@ -108,14 +108,16 @@ def in_front_of_bodies(posterior_mm: np.ndarray, left_mm: np.ndarray, between_di
 
 def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, posterior_mm: np.ndarray, slab: np.ndarray,
                      affine: np.ndarray, line: SpineCurve, discs: list[Disc]) -> np.ndarray:
-    """Which bone voxels (given as indices ``zyx``, offsets behind the body line ``posterior_mm`` and slabs ``slab``)
-    lie in front of the body line but, in their axial slice, in a piece wholly in front of it and apart from the
-    bone that holds the line's point there (see the module). Only the voxels in the same slab as the line's point
-    are judged: an axial slice through a lordotic disc cuts the corner of the next body too."""
+    """Which bone voxels (given as indices ``zyx`` in ``np.argwhere`` order, offsets behind the body line
+    ``posterior_mm`` and slabs ``slab``) lie in front of the body line but, in their axial slice, in a piece wholly
+    in front of it and apart from the bone that holds the line's point there (see the module). Only the voxels in
+    the same slab as the line's point are judged: an axial slice through a lordotic disc cuts the corner of the
+    next body too."""
     front = posterior_mm < 0.0
     apart = np.zeros(len(zyx), dtype=bool)
     inverse = np.linalg.inv(affine)
     eight = np.ones((3, 3), dtype=bool)
+    starts = np.searchsorted(zyx[:, 0], np.arange(bone.shape[0] + 1))  # argwhere lists the voxels slice by slice
     for k in np.unique(zyx[front, 0]):
         z_mm = affine[2, 2] * k + affine[2, 3]
         on_line = int(np.argmin(np.abs(line.points_mm[:, 2] - z_mm)))
@@ -127,20 +129,19 @@ def _apart_from_body(bone: np.ndarray, zyx: np.ndarray, posterior_mm: np.ndarray
             continue  # the line's point is not in bone here (a disc, the sacrum's canal): nothing to judge by
         pieces, _ = ndimage.label(bone[k], structure=eight)
         held = pieces[i, j]
-        in_slice = zyx[:, 0] == k
-        behind = np.unique(pieces[zyx[in_slice & ~front, 1], zyx[in_slice & ~front, 2]])
-        here = front & in_slice & (slab == slab_index(line.points_mm[on_line:on_line + 1], discs)[0])
-        piece = pieces[zyx[here, 1], zyx[here, 2]]
-        apart[here] = (piece != held) & ~np.isin(piece, behind)
+        in_slice = slice(starts[k], starts[k + 1])
+        y_x, ahead = zyx[in_slice, 1:], front[in_slice]
+        piece = pieces[y_x[:, 0], y_x[:, 1]]
+        judged = ahead & (slab[in_slice] == slab_index(line.points_mm[on_line:on_line + 1], discs)[0])
+        apart[in_slice] = judged & (piece != held) & ~np.isin(piece, piece[~ahead])
     return apart
 
 
 def _apart_from_ring(bone: np.ndarray, zyx: np.ndarray, distance_mm: np.ndarray, posterior_mm: np.ndarray,
                      left_mm: np.ndarray) -> np.ndarray:
     """Which bone voxels (indices ``zyx``, ``distance_mm`` from the spine curve, offsets from the body line
-    ``posterior_mm`` and ``left_mm``) lie in a
-    piece near the spine that is not joined to the canal's ring and is not where a loose posterior element
-    would be (see the module)."""
+    ``posterior_mm`` and ``left_mm``) lie in a piece near the spine that is not joined to the canal's ring and is
+    not where a loose posterior element would be (see the module)."""
     near = distance_mm < OTHER_BONE_MM
     corridor = np.zeros(bone.shape, dtype=bool)
     corridor[tuple(zyx[near].T)] = True
